@@ -1,0 +1,76 @@
+import pytest
+
+from trainables.config import TrialConfig, make_config
+
+
+def test_defaults_are_the_papers_protocol():
+    cfg = make_config()
+    assert (cfg.dataset, cfg.model, cfg.filters, cfg.depth, cfg.latent) == ("cifar10", "dae", 128, "1", 128)
+    assert (cfg.epochs, cfg.batch_size, cfg.beta, cfg.n_samples, cfg.gmm_components) == (100, 128, 0.01, 10_000, 10)
+    assert cfg.feature_extractor == "inception-fid"
+
+
+def test_digits_starts_small_but_overrides_win():
+    assert make_config({"dataset": "digits"}).filters == 16
+    assert make_config({"dataset": "digits"}).feature_extractor == "digits-cnn"
+    assert make_config({"dataset": "digits", "filters": 64}).filters == 64
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"latnet": 64}, "latnet"),
+        ({"latent": 0}, "latent"),
+        ({"filters": 48}, "filters"),
+        ({"filters": "64"}, "filters"),
+        ({"depth": [3, 3, 2]}, "depth"),
+        ({"depth": 0}, "depth"),
+        ({"noise_std": -0.1}, "noise_std"),
+        ({"noise_std": float("nan")}, "noise_std"),
+        ({"model": "gan"}, "model"),
+        ({"dataset": "mnist"}, "dataset"),
+        ({"latent_norm": "gn"}, "latent_norm"),
+        ({"freeze_latent": 1}, "freeze_latent"),
+        ({"batch_size": 1}, "batch_size"),
+        ({"model": "dae", "beta": 0.5}, "beta"),
+        ({"model": "vae", "latent_norm": "bn"}, "latent_norm"),
+        ({"dataset": "cifar10", "feature_extractor": "digits-cnn"}, "feature_extractor"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_bad_input_names_the_key(overrides, key):
+    with pytest.raises(ValueError, match=key):
+        make_config(overrides)
+
+
+def test_misspelled_key_gets_a_suggestion():
+    with pytest.raises(ValueError, match="did you mean 'latent'"):
+        make_config({"latnet": 64})
+
+
+def test_depth_forms_normalise():
+    assert make_config({"depth": 2}).depth == "2"
+    assert make_config({"depth": [2, 2, 2, 2]}).depth == "2"
+    cfg = make_config({"depth": [3, 3, 2, 1]})
+    assert cfg.depth == "3-3-2-1" and cfg.stage_depths == (3, 3, 2, 1)
+    assert make_config({"depth": "3-3-2-1"}) == cfg
+    assert make_config({"depth": 2}).stage_depths == (2, 2, 2, 2)
+
+
+def test_trial_id_is_stable_and_ignores_where_it_runs():
+    a = make_config({"latent": 64})
+    assert a.trial_id() == make_config({"latent": 64.0}).trial_id()
+    assert a.trial_id() == make_config({"latent": 64, "data_root": "/elsewhere", "device": "cpu"}).trial_id()
+    assert a.trial_id() != make_config({"latent": 64, "seed": 1}).trial_id()
+    assert a.trial_id() != make_config({"latent": 65}).trial_id()
+    assert len(a.trial_id()) == 16
+
+
+def test_config_is_frozen_and_replace_revalidates():
+    cfg = make_config()
+    with pytest.raises(AttributeError):
+        cfg.latent = 3
+    assert cfg.replace(latent=64).latent == 64
+    with pytest.raises(ValueError, match="latent"):
+        cfg.replace(latent=-1)
+    assert isinstance(cfg, TrialConfig)

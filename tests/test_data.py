@@ -1,0 +1,152 @@
+"""The dataset readers on tiny fixtures in the real on-disk formats (no network)."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from fixtures import write_celeba_fixture, write_cifar10_fixture
+from PIL import Image
+
+from trainables import data
+from trainables.config import make_config
+
+
+@pytest.fixture(autouse=True)
+def fresh_memo():
+    data.clear_memo()
+    yield
+    data.clear_memo()
+
+
+def test_cifar10_fixture_decodes_row_major_chw(tmp_path):
+    root = write_cifar10_fixture(tmp_path / "data")
+    ds = data.load_dataset("cifar10", root, tmp_path / "cache", verify=False)
+    assert ds.train.shape == (40, 3, 32, 32) and ds.test.shape == (10, 3, 32, 32)
+    assert ds.train.dtype == ds.test.dtype == torch.uint8
+
+    def raw(name):
+        with open(root / "cifar-10-batches-py" / name, "rb") as f:
+            return pickle.load(f, encoding="bytes")[b"data"]
+
+    first, test = raw("data_batch_1"), raw("test_batch")
+    img = ds.train[0].numpy()
+    assert img[0, 0, 1] == first[0, 1]  # red plane first, row-major
+    assert img[0, 1, 0] == first[0, 32]  # next row
+    assert img[1, 0, 0] == first[0, 1024]  # green plane after 1024 reds
+    assert img[2, 31, 31] == first[0, 3071]
+    expected_train = np.concatenate([raw(f"data_batch_{i}") for i in range(1, 6)]).reshape(40, 3, 32, 32)
+    np.testing.assert_array_equal(ds.train.numpy(), expected_train)
+    np.testing.assert_array_equal(ds.test.numpy(), test.reshape(10, 3, 32, 32))
+
+
+def test_cifar10_fixture_fails_official_checksum(tmp_path):
+    root = write_cifar10_fixture(tmp_path)
+    with pytest.raises(data.DatasetCorrupt, match="data_batch_1") as err:
+        data.load_dataset("cifar10", root, tmp_path / "cache", verify=True)
+    assert "md5" in str(err.value) and "verify_checksums=False" in str(err.value)
+
+
+def test_truncated_cifar_batch_is_corrupt_not_a_pickle_traceback(tmp_path):
+    root = write_cifar10_fixture(tmp_path)
+    batch = root / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[: batch.stat().st_size // 2])
+    with pytest.raises(data.DatasetCorrupt, match="data_batch_3"):
+        data.load_dataset("cifar10", root, tmp_path / "cache", verify=False)
+
+
+def test_load_for_config_uses_the_config_paths(tmp_path):
+    root = write_cifar10_fixture(tmp_path / "data", n_train_per_batch=2, n_test=3)
+    cfg = make_config(
+        {"dataset": "cifar10", "data_root": str(root), "cache_dir": str(tmp_path / "c"), "verify_checksums": False}
+    )
+    ds = data.load_for_config(cfg)
+    assert ds.name == "cifar10" and ds.train.shape[0] == 10 and ds.test.shape[0] == 3
+    assert data.load_for_config(cfg) is ds  # memoised per process
+
+
+def test_celeba_fixture_loads_and_caches(tmp_path):
+    root, cache = write_celeba_fixture(tmp_path / "data"), tmp_path / "cache"
+    ds = data.load_dataset("celeba", root, cache, verify=False)
+    assert ds.train.shape == (12, 3, 64, 64) and ds.test.shape == (6, 3, 64, 64)
+    assert ds.train.dtype == torch.uint8
+    cached = sorted(p.name for p in (cache / "celeba64").iterdir())
+    assert cached == ["test-6.npy", "train-12.npy"]
+    np.testing.assert_array_equal(np.load(cache / "celeba64" / "train-12.npy", allow_pickle=False), ds.train.numpy())
+
+    data.clear_memo()
+    (root / "celeba" / "img_align_celeba" / "000001.jpg").unlink()  # the second load must not decode at all
+    again = data.load_dataset("celeba", root, cache, verify=False)
+    assert torch.equal(again.train, ds.train) and torch.equal(again.test, ds.test)
+
+
+def test_celeba_cache_is_keyed_by_partition_size(tmp_path):
+    cache = tmp_path / "cache"
+    small = data.load_dataset("celeba", write_celeba_fixture(tmp_path / "a", 4, 1, 2), cache, verify=False)
+    large = data.load_dataset("celeba", write_celeba_fixture(tmp_path / "b", 5, 1, 3, seed=1), cache, verify=False)
+    assert small.train.shape[0] == 4 and large.train.shape[0] == 5 and large.test.shape[0] == 3
+
+
+def test_celeba_centre_crop_is_140_then_64(tmp_path):
+    root = write_celeba_fixture(tmp_path, n_train=2, n_valid=0, n_test=1)
+    pixels = np.zeros((218, 178, 3), dtype=np.uint8)  # black border, white centre 140x140
+    top, left = (218 - 140) // 2, (178 - 140) // 2
+    pixels[top : top + 140, left : left + 140] = 255
+    Image.fromarray(pixels).save(root / "celeba" / "img_align_celeba" / "000001.jpg", quality=100)
+    ds = data.load_dataset("celeba", root, tmp_path / "cache", verify=False)
+    assert ds.train[0].min() >= 240  # a crop off by a few pixels or a full-frame resize would show black edges
+
+
+def test_celeba_verify_checks_partition_md5(tmp_path):
+    root = write_celeba_fixture(tmp_path, n_train=2, n_valid=0, n_test=1)
+    with pytest.raises(data.DatasetCorrupt, match="list_eval_partition.txt"):
+        data.load_dataset("celeba", root, tmp_path / "cache", verify=True)
+
+
+def test_celeba_missing_listed_image(tmp_path):
+    root = write_celeba_fixture(tmp_path, n_train=2, n_valid=0, n_test=1)
+    (root / "celeba" / "img_align_celeba" / "000002.jpg").unlink()
+    with pytest.raises(data.DatasetMissing, match="000002.jpg"):
+        data.load_dataset("celeba", root, tmp_path / "cache", verify=False)
+
+
+def test_digits_split_and_scale(tmp_path):
+    ds = data.load_dataset("digits", tmp_path / "ignored", tmp_path / "cache")
+    assert ds.train.shape == (1347, 1, 32, 32) and ds.test.shape == (450, 1, 32, 32)
+    assert ds.train.dtype == torch.uint8 and 250 <= int(ds.train.max()) <= 255 and int(ds.train.min()) == 0
+    data.clear_memo()
+    again = data.load_dataset("digits", tmp_path / "elsewhere", tmp_path / "cache")
+    assert torch.equal(again.train, ds.train) and torch.equal(again.test, ds.test)
+    data.check_available("digits", tmp_path / "nothing-here")
+
+
+@pytest.mark.parametrize("name, folder", [("cifar10", "cifar-10-batches-py"), ("celeba", "celeba")])
+def test_missing_dataset_says_where_and_how(tmp_path, name, folder):
+    for attempt in (
+        lambda: data.check_available(name, tmp_path),
+        lambda: data.load_dataset(name, tmp_path, tmp_path / "cache"),
+    ):
+        with pytest.raises(data.DatasetMissing) as err:
+            attempt()
+        message = str(err.value)
+        assert str(tmp_path / folder) in message and "DAE_DATA_ROOT" in message and name in message
+        assert len(message.splitlines()) <= 4
+
+
+def test_partial_cifar_folder_names_the_missing_file(tmp_path):
+    root = write_cifar10_fixture(tmp_path)
+    (root / "cifar-10-batches-py" / "test_batch").unlink()
+    with pytest.raises(data.DatasetMissing, match="test_batch"):
+        data.check_available("cifar10", root)
+
+
+def test_download_exists_and_rejects_unknown_names(tmp_path):
+    assert callable(data.download)
+    data.download("digits", tmp_path)  # bundled: nothing to fetch
+    with pytest.raises(ValueError, match="unknown dataset"):
+        data.download("mnist", tmp_path)
+
+
+def test_image_shapes_match_loaded_data(tmp_path):
+    ds = data.load_dataset("digits", tmp_path, tmp_path)
+    assert tuple(ds.train.shape[1:]) == data.IMAGE_SHAPES["digits"]

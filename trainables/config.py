@@ -1,0 +1,185 @@
+"""TrialConfig: every knob of one trial, with its default stated once.
+
+A grid or a user passes a plain dict of overrides; `make_config` rejects unknown keys and impossible
+values with a ValueError that names the key, so nothing bad is ever scheduled. `trial_id()` hashes
+only the fields that change what a trial computes; where the data lives or which device runs it
+(RUNTIME_FIELDS) does not change the identity of an experiment.
+"""
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DATASETS = ("cifar10", "celeba", "digits")
+MODELS = ("dae", "vae")
+LATENT_NORMS = ("none", "bn", "sn", "ln")
+FEATURE_EXTRACTORS = ("auto", "inception-fid", "digits-cnn")
+N_STAGES = 4  # encoder stages with f, 2f, 4f, 8f filters
+RUNTIME_FIELDS = frozenset({"data_root", "cache_dir", "device", "verify_checksums"})
+# The dataclass defaults are the paper's protocol; the offline digits dataset starts smaller so that a
+# plain run_trial({"dataset": "digits"}) fits a laptop CPU. Explicit overrides still win.
+DATASET_DEFAULTS = {"digits": {"filters": 16, "latent": 16, "n_samples": 1000}}
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    # the scientific axes of the paper's Table 1
+    dataset: str = "cifar10"
+    model: str = "dae"
+    filters: int = 128
+    depth: str = "1"  # "2" = two convs per stage; "3-3-2-1" = per-stage counts
+    latent: int = 128
+    latent_norm: str = "none"
+    noise_std: float = 0.0  # N(0, noise_std^2) added to the decoder input while training
+    freeze_latent: bool = False  # the encoder's latent linear layer stays at its random init
+    beta: float = 0.01  # KL weight, VAE only
+    # fixed by the paper's protocol
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3  # peak of the piecewise schedule in train.learning_rate
+    seed: int = 0
+    n_samples: int = 10_000  # images per prior and per reconstruction set that get scored
+    gmm_components: int = 10
+    feature_extractor: str = "auto"  # auto: inception-fid for cifar10/celeba, digits-cnn for digits
+    # where and how it runs: not part of the trial's identity
+    data_root: str = ""  # "" -> $DAE_DATA_ROOT or ~/.cache/dae-study/data
+    cache_dir: str = ""  # "" -> $DAE_CACHE_DIR or ~/.cache/dae-study
+    device: str = "auto"  # auto: cuda when available, else cpu
+    verify_checksums: bool = True  # off only for the tests' tiny fixtures
+
+    @property
+    def stage_depths(self) -> tuple[int, ...]:
+        parts = tuple(int(p) for p in self.depth.split("-"))
+        return parts * N_STAGES if len(parts) == 1 else parts
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_root or os.environ.get("DAE_DATA_ROOT") or "~/.cache/dae-study/data").expanduser()
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir or os.environ.get("DAE_CACHE_DIR") or "~/.cache/dae-study").expanduser()
+
+    def science(self) -> dict:
+        """The fields that define the experiment (what trial_id hashes and curves group by)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_FIELDS}
+
+    def trial_id(self) -> str:
+        blob = json.dumps(self.science(), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def replace(self, **overrides) -> "TrialConfig":
+        return make_config({**dataclasses.asdict(self), **overrides})
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig)}
+
+
+def _normalise_depth(value) -> str:
+    if isinstance(value, bool):
+        raise ValueError(f"depth: expected an int or a list of {N_STAGES} ints, got {value!r}")
+    if isinstance(value, int):
+        parts = [value]
+    elif isinstance(value, str):
+        try:
+            parts = [int(p) for p in value.replace(",", "-").split("-")]
+        except ValueError:
+            raise ValueError(f"depth: cannot read {value!r}; use e.g. 2 or [3, 3, 2, 1]") from None
+    elif isinstance(value, (list, tuple)) and all(isinstance(p, int) and not isinstance(p, bool) for p in value):
+        parts = list(value)
+    else:
+        raise ValueError(f"depth: expected an int or a list of {N_STAGES} ints, got {value!r}")
+    if len(parts) not in (1, N_STAGES):
+        raise ValueError(
+            f"depth: a per-stage list needs exactly {N_STAGES} entries (one per encoder stage), got {parts}"
+        )
+    if any(p < 1 for p in parts):
+        raise ValueError(f"depth: every stage needs at least one conv, got {parts}")
+    if len(set(parts)) == 1:
+        parts = parts[:1]
+    return "-".join(str(p) for p in parts)
+
+
+def _coerce(name: str, value):
+    """Type-check one override against the dataclass field (ints from YAML/JSON floats are fine)."""
+    kind = FIELDS[name].type
+    if name == "depth":
+        return _normalise_depth(value)
+    if kind in ("int", int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+    elif kind in ("float", float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        value = float(value)
+    elif kind in ("bool", bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: expected true or false, got {value!r}")
+    elif kind in ("str", str):
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: expected a string, got {value!r}")
+    return value
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+
+
+def validate(cfg: TrialConfig) -> TrialConfig:
+    """Reject configs that cannot run, before anything is scheduled; resolve 'auto' choices."""
+    _check_choice("dataset", cfg.dataset, DATASETS)
+    _check_choice("model", cfg.model, MODELS)
+    _check_choice("latent_norm", cfg.latent_norm, LATENT_NORMS)
+    _check_choice("feature_extractor", cfg.feature_extractor, FEATURE_EXTRACTORS)
+    if cfg.filters < 1 or cfg.filters & (cfg.filters - 1):
+        raise ValueError(f"filters: must be a power of two (the stages use f, 2f, 4f, 8f), got {cfg.filters}")
+    for name in ("latent", "epochs", "n_samples", "gmm_components"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name}: must be at least 1, got {getattr(cfg, name)}")
+    if cfg.batch_size < 2:
+        raise ValueError(f"batch_size: batch norm needs at least 2 images per batch, got {cfg.batch_size}")
+    if cfg.n_samples < 2:
+        raise ValueError(f"n_samples: a covariance needs at least 2 samples, got {cfg.n_samples}")
+    if cfg.noise_std < 0:
+        raise ValueError(f"noise_std: must be >= 0, got {cfg.noise_std}")
+    if not cfg.lr > 0:
+        raise ValueError(f"lr: must be > 0, got {cfg.lr}")
+    if cfg.model == "vae" and not cfg.beta > 0:
+        raise ValueError(f"beta: a VAE needs a KL weight > 0, got {cfg.beta}")
+    if cfg.model == "dae" and cfg.beta != FIELDS["beta"].default:
+        raise ValueError("beta: only a VAE has a KL term; leave beta at its default for model='dae'")
+    if cfg.model == "vae" and cfg.latent_norm != "none":
+        raise ValueError(
+            "latent_norm: normalising the latent is a DAE experiment; a VAE's latent is its mean/log-variance pair"
+        )
+    if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
+        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    extractor = cfg.feature_extractor
+    if extractor == "auto":
+        extractor = "digits-cnn" if cfg.dataset == "digits" else "inception-fid"
+    if extractor == "digits-cnn" and cfg.dataset != "digits":
+        raise ValueError("feature_extractor: digits-cnn is trained on digits and only scores digits images")
+    return dataclasses.replace(cfg, feature_extractor=extractor)
+
+
+def make_config(overrides: dict | TrialConfig | None = None) -> TrialConfig:
+    """Defaults + overrides -> a validated TrialConfig; ValueError names any bad key."""
+    if isinstance(overrides, TrialConfig):
+        overrides = dataclasses.asdict(overrides)
+    overrides = dict(overrides or {})
+    for key in overrides:
+        if key not in FIELDS:
+            hint = difflib.get_close_matches(key, FIELDS, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ValueError(f"unknown config key {key!r}{suggestion}; known keys: {', '.join(FIELDS)}")
+    dataset = overrides.get("dataset", FIELDS["dataset"].default)
+    values = {**DATASET_DEFAULTS.get(dataset, {}), **overrides}
+    return validate(TrialConfig(**{key: _coerce(key, value) for key, value in values.items()}))

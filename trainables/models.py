@@ -1,0 +1,162 @@
+"""The paper's convolutional autoencoder (after Tolstikhin et al. 2018 and Ghosh et al. 2019).
+
+Reading order: Encoder, Decoder, AutoEncoder, build_model. Shapes are for CIFAR-10 (3x32x32) with f
+filters; CelebA (3x64x64) has 5x5 kernels, a 4x4 map before the latent and one more decoder stage.
+
+Choices where the paper is silent (see README, "Architecture"):
+- the decoder's linear layer maps to 8x8x8f (equal to the reference RAE code's 8x8x1024 at f=128);
+- depth d repeats each encoder stage's conv d times, the stride-2 conv last; decoder stages mirror
+  the encoder stage of the same width, the stride-2 transposed conv first;
+- weights start as in Keras (Glorot-uniform, zero bias), since the paper trained in TensorFlow and
+  the frozen-latent experiment keeps that init; batch norm keeps PyTorch's running-average momentum
+  (0.1): Keras' 0.99 needs thousands of steps to settle, and on the digits default (11 steps an
+  epoch) its eval-mode reconstructions were 65% worse in BCE than in training.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.config import TrialConfig
+from trainables.data import IMAGE_SHAPES
+
+KERNEL_BY_SIZE = {32: 4, 64: 5}  # the paper: 4x4 kernels for CIFAR-10, 5x5 for CelebA
+DECODER_START = 8  # the decoder's linear layer reshapes to 8x8
+
+
+def batch_norm(channels: int, dims: int = 2) -> nn.Module:
+    return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(channels)
+
+
+def same_conv(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
+    """Stride-1 conv that keeps the size; an even kernel pads one more after than before, as TF does."""
+    before, after = (kernel - 1) // 2, kernel // 2
+    return nn.Sequential(nn.ZeroPad2d((before, after, before, after)), nn.Conv2d(c_in, c_out, kernel))
+
+
+def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
+    """Stride 1 keeps the size, stride 2 halves it."""
+    conv = same_conv(c_in, c_out, kernel) if stride == 1 else nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2)
+    return nn.Sequential(conv, batch_norm(c_out), nn.ReLU())
+
+
+def upconv_bn_relu(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
+    """Stride-2 transposed conv that exactly doubles the size for kernel 4 or 5."""
+    padding = (kernel - 1) // 2
+    up = nn.ConvTranspose2d(c_in, c_out, kernel, stride=2, padding=padding, output_padding=2 * padding + 2 - kernel)
+    return nn.Sequential(up, batch_norm(c_out), nn.ReLU())
+
+
+class Encoder(nn.Module):
+    """x (B,C,32,32) -> stages f,2f,4f,8f (each halving) -> (B,8f,2,2) -> flatten -> (B, out_dim)."""
+
+    def __init__(self, channels: int, size: int, filters: int, stage_depths: tuple[int, ...], out_dim: int):
+        super().__init__()
+        kernel = KERNEL_BY_SIZE[size]
+        layers, c = [], channels
+        for stage, repeats in enumerate(stage_depths):
+            width = filters * 2**stage
+            for _ in range(repeats - 1):
+                layers.append(conv_bn_relu(c, width, kernel, stride=1))  # (B,width,s,s)
+                c = width
+            layers.append(conv_bn_relu(c, width, kernel, stride=2))  # (B,width,s/2,s/2)
+            c = width
+        self.convs = nn.Sequential(*layers)
+        side = size // 2 ** len(stage_depths)
+        self.latent_layer = nn.Linear(c * side * side, out_dim)  # the layer freeze_latent keeps at init
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.latent_layer(self.convs(x).flatten(1))  # (B, out_dim)
+
+
+class Decoder(nn.Module):
+    """z (B,latent) -> linear -> (B,8f,8,8) -> 4f (16x16) -> 2f (32x32) [-> f (64x64)] -> C logits."""
+
+    def __init__(self, channels: int, size: int, filters: int, stage_depths: tuple[int, ...], latent: int):
+        super().__init__()
+        kernel = KERNEL_BY_SIZE[size]
+        n_up = (size // DECODER_START).bit_length() - 1  # 2 for 32x32, 3 for 64x64
+        c = filters * 2 ** (len(stage_depths) - 1)  # 8f
+        self.start_channels = c
+        self.linear = nn.Linear(latent, c * DECODER_START * DECODER_START)
+        layers = []
+        for stage in reversed(range(len(stage_depths) - 1 - n_up, len(stage_depths) - 1)):  # 4f, 2f[, f]
+            width = filters * 2**stage
+            layers.append(upconv_bn_relu(c, width, kernel))  # doubles the side
+            layers += [conv_bn_relu(width, width, kernel, stride=1) for _ in range(stage_depths[stage] - 1)]
+            c = width
+        layers.append(same_conv(c, channels, kernel))  # stride-1 output layer: logits
+        self.convs = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.linear(z).view(-1, self.start_channels, DECODER_START, DECODER_START)  # (B,8f,8,8)
+        return self.convs(h)  # (B,C,size,size) logits; sigmoid gives the image
+
+
+class AutoEncoder(nn.Module):
+    """DAE or VAE. `forward` is the training path; `encode`/`decode` are the deterministic eval path."""
+
+    def __init__(self, cfg: TrialConfig):
+        super().__init__()
+        channels, size, _ = IMAGE_SHAPES[cfg.dataset]
+        self.variational = cfg.model == "vae"
+        self.latent = cfg.latent
+        self.noise_std = cfg.noise_std
+        out_dim = 2 * cfg.latent if self.variational else cfg.latent  # VAE: mean and log-variance
+        self.encoder = Encoder(channels, size, cfg.filters, cfg.stage_depths, out_dim)
+        self.decoder = Decoder(channels, size, cfg.filters, cfg.stage_depths, cfg.latent)
+        self.latent_norm = nn.Identity()
+        if cfg.latent_norm == "bn":
+            self.latent_norm = batch_norm(cfg.latent, dims=1)
+        elif cfg.latent_norm == "ln":
+            self.latent_norm = nn.LayerNorm(cfg.latent)
+        self.apply(keras_init)
+        if cfg.latent_norm == "sn":
+            nn.utils.parametrizations.spectral_norm(self.encoder.latent_layer)
+        if cfg.freeze_latent:
+            self.encoder.latent_layer.requires_grad_(False)
+
+    def encode_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h = self.encoder(x)
+        if self.variational:
+            mean, logvar = h.chunk(2, dim=1)  # (B,latent) each
+            return mean, logvar
+        return self.latent_norm(h), None
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The code a prior is fitted to: the DAE's output, the VAE's mean."""
+        return self.encode_stats(x)[0]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(z))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (reconstruction logits, per-image KL to N(0,I); zeros for a DAE)."""
+        z, logvar = self.encode_stats(x)
+        kl = torch.zeros(x.shape[0], device=x.device)
+        if logvar is not None:
+            kl = 0.5 * (z.pow(2) + logvar.exp() - 1 - logvar).sum(dim=1)
+            if self.training:
+                z = z + torch.randn_like(z) * (0.5 * logvar).exp()  # reparameterisation
+        if self.training and self.noise_std > 0:
+            z = z + self.noise_std * torch.randn_like(z)  # Keras GaussianNoise: training only
+        return self.decoder(z), kl
+
+
+def keras_init(module: nn.Module) -> None:
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-image binary cross-entropy summed over pixels, from logits for numerical stability."""
+    return F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none").flatten(1).sum(dim=1)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def build_model(cfg: TrialConfig) -> AutoEncoder:
+    return AutoEncoder(cfg)

@@ -1,0 +1,267 @@
+"""run_trial: one experiment of the paper, from data to scores, returned as one flat result row.
+
+    config -> data on device -> train -> encode train/test -> fit N(0,I), MVG, GMM -> decode samples
+           -> Fréchet distance of each image set to the reference test images -> row
+
+Nothing here knows about Ray, the results store or the grid. Bad config raises ValueError before
+any work; anything that goes wrong after that becomes a row with status "failed" or "diverged".
+"""
+
+import datetime
+import functools
+import platform
+import subprocess
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import scipy
+import sklearn
+import torch
+
+from trainables import metrics, priors
+from trainables.config import TrialConfig, make_config
+from trainables.data import load_for_config
+from trainables.models import build_model, count_parameters, reconstruction_loss
+from trainables.train import seed_everything, train
+
+SCORED_SETS = ("train_recon", "test_recon", "normal", "mvg", "gmm")
+CODE_SAMPLE_SIZE, CODE_SAMPLE_DIMS = 1000, 4  # kept per row for the latent scatter plots (A.1/A.2)
+EVAL_BATCH = 500
+
+# Every column of a result row and its type: the results store writes exactly this schema.
+RESULT_COLUMNS = {
+    "trial_id": str,
+    "grid": str,
+    "replicate": int,
+    "search": str,
+    **{name: type(field_default) for name, field_default in TrialConfig().science().items()},
+    **{f"fd_{name}": float for name in SCORED_SETS},
+    "fid": bool,  # True only when the features are the standard Inception pool3 ones
+    "n_reference": int,
+    "n_scored": int,
+    "n_train": int,
+    "n_test": int,
+    "train_loss": float,
+    "train_recon_bce": float,
+    "test_recon_bce": float,
+    "loss_history": list[float],
+    "encoder_params": int,
+    "decoder_params": int,
+    "status": str,
+    "error": str,
+    "traceback": str,
+    "diverged_epoch": int,
+    "mvg_jitter": float,
+    "gmm_components_used": int,
+    "gmm_reg_covar": float,
+    "gmm_converged": bool,
+    "gmm_n_iter": int,
+    "gmm_attempts": int,
+    "gmm_error": str,
+    "code_dead_units": int,
+    "code_abs_skew": float,
+    "code_excess_kurtosis": float,
+    "code_std_mean": float,
+    "code_mean_norm": float,
+    "heldout_ll_mvg": float,
+    "heldout_ll_gmm": float,
+    "heldout_ll_gap_per_dim": float,
+    "code_sample_dims": list[int],
+    "code_sample": list[list[float]],
+    "git_sha": str,
+    "package_versions": str,
+    "torch_version": str,
+    "hostname": str,
+    "device": str,
+    "started_at": str,
+    "wall_s": float,
+    "train_s": float,
+    "eval_s": float,
+    "encode_s": float,
+    "prior_s": float,
+    "sample_s": float,
+    "score_s": float,
+}
+
+
+def run_trial(overrides: dict | TrialConfig | None = None) -> dict:
+    """One trial -> one row with every column of RESULT_COLUMNS (None where not reached)."""
+    cfg = make_config(overrides)
+    row = dict.fromkeys(RESULT_COLUMNS)
+    row.update(cfg.science(), trial_id=cfg.trial_id(), fid=cfg.feature_extractor == "inception-fid")
+    row.update(provenance(), started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    start = time.perf_counter()
+    try:
+        execute(cfg, row)
+    except Exception as exc:  # a crash is a result too: the study records it and goes on
+        row.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback_summary(exc))
+    row["wall_s"] = time.perf_counter() - start
+    return row
+
+
+def execute(cfg: TrialConfig, row: dict) -> None:
+    device = resolve_device(cfg.device)
+    row["device"] = device_name(device)
+    seed_everything(cfg.seed)
+    data = load_for_config(cfg)
+    train_images, test_images = data.train.to(device), data.test.to(device)
+    row.update(n_train=len(train_images), n_test=len(test_images))
+
+    model = build_model(cfg).to(device)
+    row.update(encoder_params=count_parameters(model.encoder), decoder_params=count_parameters(model.decoder))
+    result = train(model, train_images, cfg)
+    row.update(train_s=result.seconds, loss_history=result.losses, train_loss=result.losses[-1])
+    if result.diverged_epoch is not None:
+        row.update(
+            status="diverged",
+            diverged_epoch=result.diverged_epoch,
+            error=f"training loss became non-finite in epoch {result.diverged_epoch}",
+        )
+        return
+    evaluate(model, cfg, train_images, test_images, row)
+    row["status"] = "ok"
+
+
+def evaluate(model, cfg: TrialConfig, train_images: torch.Tensor, test_images: torch.Tensor, row: dict) -> None:
+    """Encode, fit the priors, decode samples and score every image set."""
+    clock = time.perf_counter()
+    model.eval()
+    train_codes, row["train_recon_bce"] = encode(model, train_images)
+    test_codes, row["test_recon_bce"] = encode(model, test_images)
+    train_np, test_np = train_codes.double().cpu().numpy(), test_codes.double().cpu().numpy()
+    row["encode_s"], clock = time.perf_counter() - clock, time.perf_counter()
+
+    mvg = priors.fit_mvg(train_np)
+    gmm = priors.fit_gmm(train_np, cfg.gmm_components, cfg.seed)
+    row.update(
+        mvg_jitter=mvg.jitter,
+        gmm_components_used=gmm.components,
+        gmm_reg_covar=gmm.reg_covar,
+        gmm_converged=gmm.converged,
+        gmm_n_iter=gmm.n_iter,
+        gmm_attempts=gmm.attempts,
+        gmm_error=gmm.error,
+    )
+    row.update(priors.gaussianity(test_np, mvg, gmm))
+    row.update(code_sample(train_np, cfg.seed))
+    row["prior_s"], clock = time.perf_counter() - clock, time.perf_counter()
+
+    n = cfg.n_samples
+    reference = test_images[subset(len(test_images), n, cfg.seed)]
+    codes = {
+        "train_recon": train_codes[subset(len(train_images), n, cfg.seed + 1)],
+        "test_recon": test_codes[subset(len(test_images), n, cfg.seed)],  # the reference images, reconstructed
+        "normal": priors.sample_standard_normal(cfg.latent, n, cfg.seed),
+        "mvg": priors.sample_mvg(mvg, n, cfg.seed),
+        "gmm": priors.sample_gmm(gmm, n, cfg.seed) if gmm.model is not None else None,
+    }
+    sample_s, clock = time.perf_counter() - clock, time.perf_counter()
+    extractor = metrics.get_extractor(cfg.feature_extractor, train_images.device, cfg.cache_path)
+    ref_stats = metrics.reference_stats(cfg.dataset, reference, extractor, cfg.cache_path)
+    score_s = time.perf_counter() - clock
+    row.update(n_reference=len(reference), n_scored=n)
+    for name, z in codes.items():
+        if z is None:  # the GMM could not be fitted: gmm_error says why
+            continue
+        clock = time.perf_counter()
+        images = decode(model, torch.as_tensor(z, dtype=torch.float32, device=train_images.device))
+        sample_s, clock = sample_s + time.perf_counter() - clock, time.perf_counter()
+        row[f"fd_{name}"] = metrics.score(images, extractor, ref_stats)
+        score_s += time.perf_counter() - clock
+    row.update(sample_s=sample_s, score_s=score_s)
+    row["eval_s"] = row["encode_s"] + row["prior_s"] + row["sample_s"] + row["score_s"]
+
+
+@torch.no_grad()
+def encode(model, images: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """-> (codes (N, latent) float32 on the device, mean per-image reconstruction BCE)."""
+    codes, bce = [], 0.0
+    for batch in images.split(EVAL_BATCH):
+        x = batch.float().div_(255)
+        z = model.encode(x)
+        bce += reconstruction_loss(model.decoder(z), x).sum().item()
+        codes.append(z.float())
+    return torch.cat(codes), bce / len(images)
+
+
+@torch.no_grad()
+def decode(model, codes: torch.Tensor) -> torch.Tensor:
+    """Images in [0,1], (N, C, H, W), left on the device for the feature extractor."""
+    return torch.cat([model.decode(z) for z in codes.split(EVAL_BATCH)])
+
+
+def subset(size: int, n: int, seed: int) -> torch.Tensor:
+    """A fixed random subset of n indices (all of them when n >= size), as the paper's CelebA protocol."""
+    if n >= size:
+        return torch.arange(size)
+    return torch.from_numpy(np.sort(np.random.default_rng(seed).choice(size, n, replace=False)))
+
+
+def code_sample(codes: np.ndarray, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    dims = np.sort(rng.choice(codes.shape[1], min(CODE_SAMPLE_DIMS, codes.shape[1]), replace=False))
+    rows = rng.choice(len(codes), min(CODE_SAMPLE_SIZE, len(codes)), replace=False)
+    return {"code_sample_dims": dims.tolist(), "code_sample": codes[np.ix_(rows, dims)].tolist()}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available on {platform.node()}")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def traceback_summary(exc: BaseException, lines: int = 12) -> str:
+    text = "".join(traceback.format_exception(exc)).rstrip().splitlines()
+    return "\n".join(text[-lines:])
+
+
+@functools.cache
+def provenance() -> dict:
+    import pandas
+    import pyarrow
+
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "pandas": pandas.__version__,
+        "pyarrow": pyarrow.__version__,
+    }
+    return {
+        "git_sha": git_sha(),
+        "torch_version": torch.__version__,
+        "hostname": platform.node(),
+        "package_versions": " ".join(f"{k}={v}" for k, v in versions.items()),
+    }
+
+
+def git_sha() -> str:
+    """HEAD of the checkout this code runs from, '-dirty' when it has uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
