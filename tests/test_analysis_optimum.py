@@ -1,0 +1,101 @@
+"""Optimum latent per curve on crafted curves whose minimum is known (see analysis_data)."""
+
+import math
+
+import pandas as pd
+import pytest
+from analysis_data import OPTIMUM, curve_rows, make_row, offset, write_store
+
+from analysis.optimum import find_optima, latent_stats
+from analysis.results import StoreError, load, usable
+
+CURVE = {"dataset": "cifar10", "filters": 64, "model": "dae"}
+
+
+def optima(rows, sampler="mvg"):
+    table = find_optima(latent_stats(usable(pd.DataFrame(rows))))
+    return table[table["sampler"] == sampler].reset_index(drop=True)
+
+
+def test_measured_and_smooth_minimum_of_a_bowl_in_log_latent():
+    best = optima(curve_rows([CURVE], latents=(16, 32, 64, 128, 256, 512))).iloc[0]
+    assert best["latent"] == 128  # 96 lies between 64 and 128 and is nearer 128 in log2
+    assert best["fit_latent"] == pytest.approx(OPTIMUM)
+    assert best["fit_score"] == pytest.approx(offset(CURVE))
+    assert best["fit_note"] == "quadratic over 32-512"
+
+
+@pytest.mark.parametrize(
+    "latents, scores, note",
+    [
+        ((32, 64, 128), (2.0, 1.0, 2.0), "only 3 latent sizes"),
+        ((16, 32, 64, 128, 256), (5.0, 4.0, 3.0, 2.0, 1.0), "edge of the measured latents (256): not bracketed"),
+        ((16, 32, 64, 128, 256), (10.0, 20.0, 5.0, 20.0, 10.0), "not convex"),
+        ((16, 32, 64, 128, 256), (0.0, -0.01, 30.0, 60.0, 61.0), "outside the fitted latents 16-256"),
+    ],
+)
+def test_smooth_minimum_is_nan_and_says_why(latents, scores, note):
+    best = optima(
+        [make_row({**CURVE, "latent": latent}, mvg=s) for latent, s in zip(latents, scores, strict=True)]
+    ).iloc[0]
+    assert math.isnan(best["fit_latent"]) and note in best["fit_note"]
+
+
+def test_replicates_give_mean_std_and_a_t_interval():
+    rows = [make_row({**CURVE, "latent": 64, "seed": seed}, mvg=50.0 + delta) for seed, delta in enumerate((-1, 0, 1))]
+    stats = latent_stats(usable(pd.DataFrame(rows))).query("score == 'mvg'").iloc[0]
+    assert (stats["mean"], stats["std"], stats["n"]) == (50.0, 1.0, 3)
+    assert stats["ci_high"] - 50.0 == pytest.approx(4.302653 / math.sqrt(3))  # t(0.975, 2 dof) * std / sqrt(n)
+
+
+@pytest.mark.parametrize("spread, expected", [(0.1, True), (20.0, False)])
+def test_optimum_against_its_neighbours_by_welch_t_test(spread, expected):
+    rows = [
+        make_row({**CURVE, "latent": latent, "seed": seed}, mvg=depth + spread * delta)
+        for latent, depth in ((32, 60.0), (64, 50.0), (128, 55.0), (256, 58.0))
+        for seed, delta in enumerate((-1, 0, 1))
+    ]
+    best = optima(rows).iloc[0]
+    assert best["latent"] == 64 and best["n"] == 3
+    assert best["distinguishable"] == expected
+    assert (best["p_below"] < 0.05) == expected and (best["p_above"] < 0.05) == expected
+
+
+def test_single_runs_cannot_be_told_from_their_neighbours():
+    best = optima(curve_rows([CURVE])).iloc[0]
+    assert best["distinguishable"] is None and math.isnan(best["std"]) and math.isnan(best["ci_low"])
+
+
+def test_curves_pool_seeds_and_searches_but_split_on_config_and_skip_failures():
+    rows = [
+        *curve_rows([CURVE], seeds=(0, 1)),
+        {**make_row({**CURVE, "latent": 96, "seed": 2}), "search": "optuna", "grid": "optuna-run"},
+        *curve_rows([{**CURVE, "epochs": 10}]),
+        make_row({**CURVE, "latent": 96, "seed": 3}, status="diverged"),
+    ]
+    rows.append({**rows[0], "started_at": "2024-02-01T00:00:00+00:00"})  # the same trial run twice
+    table = optima(rows)
+    assert len(table) == 2 and set(table["epochs"]) == {100, 10}
+    paper = table[table["epochs"] == 100].iloc[0]
+    assert (paper["latent"], paper["n"], paper["n_latents"]) == (96, 3, 5)
+
+
+def test_load_reads_part_files_whose_columns_are_null_in_some(tmp_path):
+    rows = [make_row({**CURVE, "latent": 96, "seed": 9}, status="failed"), *curve_rows([CURVE])]
+    store = write_store(rows, tmp_path / "results.parquet")
+    (store / ".tmp-part.parquet").write_bytes(b"half written")
+    write_store([make_row({**CURVE, "latent": 32, "seed": 9}, mvg=0.0)], store / "_superseded")
+    loaded = load(store)
+    assert len(loaded) == 6 and loaded["fd_mvg"].isna().sum() == 1
+    assert usable(loaded)["fd_mvg"].dtype == float
+
+
+def test_load_says_what_is_wrong_with_a_store(tmp_path):
+    with pytest.raises(StoreError, match="no results store"):
+        load(tmp_path / "absent.parquet")
+    (tmp_path / "empty.parquet").mkdir()
+    with pytest.raises(StoreError, match="no Parquet part files"):
+        load(tmp_path / "empty.parquet")
+    pd.DataFrame([{"trial_id": "x", "status": "ok"}]).to_parquet(tmp_path / "old.parquet")
+    with pytest.raises(StoreError, match="lacks the columns dataset"):
+        load(tmp_path / "old.parquet")
