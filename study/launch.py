@@ -1,0 +1,189 @@
+"""python study/launch.py --grid NAME: run a named grid (or an Optuna search over its curves) into the store.
+
+Every input is checked before Ray starts (grid, config keys, datasets, scoring weights, the results path,
+another launcher); a bad one ends the launch with one line on stderr and exit status 2. Trials already
+`ok` in the store are skipped, so the same command resumes a killed launch.
+"""
+
+import argparse
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script from a checkout: make `study` and `trainables` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd
+import torch
+
+from study import grids
+from study.store import ResultStore, scan
+from trainables import data, metrics
+from trainables.config import TrialConfig
+
+SAMPLERS = {"fd_mvg": "MVG", "fd_gmm": "GMM"}
+
+
+def gpu_share(text: str) -> str | float:
+    if text in ("auto", "table"):
+        return text
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1024:
+        raise argparse.ArgumentTypeError(f"expected auto, table or a number >= 0, got {text!r}")
+    return share
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", required=True, help=f"one of: {', '.join(grids.GRIDS)}")
+    parser.add_argument("--results", default="results.parquet", help="the store directory (default %(default)s)")
+    parser.add_argument("--data-root", help="datasets folder (default $DAE_DATA_ROOT or ~/.cache/dae-study/data)")
+    parser.add_argument("--cache-dir", help="reference statistics, digits-cnn (default $DAE_CACHE_DIR)")
+    parser.add_argument("--seeds", type=int, default=1, help="replicates per trial; replicate r uses seed r")
+    parser.add_argument("--limit", type=int, help="only the first N trials of the grid (quick checks)")
+    parser.add_argument(
+        "--gpus-per-trial",
+        type=gpu_share,
+        default="auto",
+        help="auto: the per-model-size table when the cluster has GPUs, else CPU only; "
+        "table: that table even before autoscaled GPU nodes exist; F: share F of a GPU for every trial",
+    )
+    parser.add_argument("--cpus-per-trial", type=int, default=1, help="also torch's thread count per trial")
+    parser.add_argument("--max-concurrent", type=int, help="at most N trials at once (default: as resources allow)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and what is missing; run nothing")
+    parser.add_argument("--address", help="join this Ray cluster (e.g. auto) instead of starting a local one")
+    parser.add_argument("--download", action="store_true", help="fetch missing datasets and FID weights first")
+    parser.add_argument("--search", choices=["optuna"], help="search each curve's latent size instead of the grid")
+    parser.add_argument("--search-trials", type=int, default=8, help="new trials per curve (default %(default)s)")
+    parser.add_argument("--search-metric", choices=list(SAMPLERS), default="fd_mvg", help="what the search minimises")
+    args = parser.parse_args(argv)
+    for name in ("seeds", "limit", "cpus_per_trial", "max_concurrent", "search_trials"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def plan(args: argparse.Namespace) -> list[TrialConfig]:
+    """The grid's trials, validated, with the runtime paths that do not change a trial's identity."""
+    if args.gpus_per_trial not in ("auto", 0) and not args.address and not torch.cuda.is_available():
+        raise ValueError(f"--gpus-per-trial {args.gpus_per_trial} asks for GPUs, but this machine has none")
+    runtime = {key: value for key, value in (("data_root", args.data_root), ("cache_dir", args.cache_dir)) if value}
+    return grids.expand(args.grid, args.seeds, runtime)[: args.limit]
+
+
+def missing_inputs(trials: list[TrialConfig]) -> list[str]:
+    """One message for each dataset or scoring network the trials need that is not on this machine."""
+    checks = [partial(data.check_available, name, root) for name, root in sorted(datasets(trials))]
+    checks += [partial(metrics.check_extractor, name) for name in sorted({cfg.feature_extractor for cfg in trials})]
+    missing = []
+    for check in checks:
+        try:
+            check()
+        except FileNotFoundError as exc:  # DatasetMissing, WeightsMissing
+            missing.append(str(exc))
+    return missing
+
+
+def datasets(trials: list[TrialConfig]) -> set[tuple[str, Path]]:
+    return {(cfg.dataset, cfg.data_path) for cfg in trials}
+
+
+def download_inputs(trials: list[TrialConfig]) -> None:
+    for name, root in sorted(datasets(trials)):
+        data.download(name, root)
+    if any(cfg.feature_extractor == "inception-fid" for cfg in trials) and not metrics.fid_weights_path().is_file():
+        metrics.download_fid_weights()
+
+
+def describe(args: argparse.Namespace, trials: list[TrialConfig], done: set[str]) -> None:
+    """The dry run: curves, counts, and what is missing."""
+    grouped = grids.curves(trials)
+    todo = sum(cfg.trial_id() not in done for cfg in trials)
+    print(f"grid {args.grid}: {len(grouped)} curves, {len(trials)} trials ({args.seeds} seed(s) each)")
+    for curve in grouped.values():
+        latents = sorted({cfg.latent for cfg in curve})
+        print(f"  {grids.curve_label(curve[0]):48s} {len(latents):3d} latents: {' '.join(map(str, latents))}")
+    print(f"{len(trials) - todo} already ok in {Path(args.results).absolute()}, {todo} to run")
+    if args.search:
+        searches = len(grouped) * args.seeds
+        print(f"--search {args.search}: {searches} searches x {args.search_trials} trials on {args.search_metric}")
+    missing = missing_inputs(trials)
+    print("missing (the launch stops here until they are provided):" if missing else "all inputs present")
+    for message in missing:
+        print("  " + message.replace("\n", "\n  "))
+
+
+def summary(store: ResultStore, trials: list[TrialConfig]) -> None:
+    """Per curve and sampler: the latent with the lowest score (mean over replicates) among ok rows."""
+    labels = {grids.curve_key(cfg.science()): grids.curve_label(cfg) for cfg in trials}
+    rows: dict[tuple, list[dict]] = {key: [] for key in labels}
+    for row in store.read().query("status == 'ok'").to_dict("records"):
+        rows.get(grids.curve_key(row), []).append(row)
+    width = max(len(label) for label in labels.values())
+    print(f"\n{'curve':{width}s}  sampler  best latent  score     metric           ok rows")
+    for key, label in labels.items():
+        for column, sampler in SAMPLERS.items():
+            by_latent: dict[int, list[float]] = {}
+            for row in rows[key]:
+                if pd.notna(row[column]):
+                    by_latent.setdefault(row["latent"], []).append(row[column])
+            if not by_latent:
+                print(f"{label:{width}s}  {sampler:7s}  (no ok rows yet)")
+                continue
+            latent, scores = min(by_latent.items(), key=lambda item: sum(item[1]) / len(item[1]))
+            metric = "FID" if rows[key][0]["fid"] else f"FD ({rows[key][0]['feature_extractor']})"
+            mean = sum(scores) / len(scores)
+            print(f"{label:{width}s}  {sampler:7s}  {latent:11d}  {mean:8.2f}  {metric:15s}  {len(rows[key])}")
+    print(f"\nresults: {store.path} ({len(store.status)} rows; pandas.read_parquet reads it as one table)")
+
+
+def run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore) -> int:
+    for part in store.corrupt:
+        print(f"warning: unreadable part file moved to {part}; its trial will run again", file=sys.stderr)
+    done = store.done()
+    todo = [cfg for cfg in trials if cfg.trial_id() not in done]
+    if not args.search and not todo:
+        print(f"all {len(trials)} trials already done in {store.path}; nothing to run")
+        summary(store, trials)
+        return 0
+    from study import runner  # imports Ray: only when there is something to run
+
+    start = time.monotonic()
+    with runner.ray_session(args.address):
+        resources = runner.Resources(args.cpus_per_trial, runner.gpu_request(args.gpus_per_trial), args.max_concurrent)
+        if args.search:
+            callbacks = runner.run_searches(store, args.grid, trials, resources, args.search_trials, args.search_metric)
+        else:
+            print(f"grid {args.grid}: {len(trials)} trials, {len(trials) - len(todo)} already done, {len(todo)} to run")
+            callbacks = [runner.run_grid(store, args.grid, todo, resources)]
+    summary(store, trials)
+    print(f"finished in {runner.format_duration(time.monotonic() - start)}")
+    return 1 if any(callback.failed for callback in callbacks) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        trials = plan(args)
+        if args.download:
+            download_inputs(trials)
+        if args.dry_run:
+            describe(args, trials, {tid for tid, status in scan(Path(args.results))[0].items() if status == "ok"})
+            return 0
+        missing = missing_inputs(trials)
+        if missing:
+            raise FileNotFoundError("\n".join(missing))
+        store = ResultStore(args.results)
+    except (ValueError, OSError, RuntimeError) as exc:  # bad input, missing files, unusable store
+        print(f"launch: error: {exc}", file=sys.stderr)
+        return 2
+    with store:
+        return run(args, trials, store)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Ray Tune wiring: one function trainable around run_trial, rows to the store from a driver callback.
+
+Tune overwrites reserved keys of a reported result (trial_id, date, timestamp, done, hostname, pid,
+config, ...), so the row travels under ROW_KEY and the callback takes it out again before Tune keeps
+the result: Tune's own state stays small and never holds a second copy of the data.
+"""
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from study import grids
+from study.resources import gpu_fraction
+from study.store import ResultStore
+from trainables.config import TrialConfig, make_config
+from trainables.trial import RESULT_COLUMNS, run_trial
+
+ROW_KEY = "dae_study_row"
+SCORE_KEY = "score"  # what --search optimises; None for a trial that did not end ok
+MAX_FAILURES = 2  # retries of a trial whose worker died (deterministic errors come back as failed rows)
+# Tune's experiment state goes inside the store: pyarrow skips "_" folders, the store (not Tune) is what a
+# relaunch resumes from, and a lost worker's error.txt stays next to the row that reports it.
+TUNE_DIR = "_tune"
+QUIET_LOGGERS = (
+    "optuna",  # "A new study created in memory", once per searched curve
+    "ray._private.authentication.authentication_token_setup",  # "token auth is enabled" (it stays enabled)
+    "ray.tune.analysis.experiment_analysis",  # "no result.json": we turned Tune's result files off on purpose
+)
+
+
+def quiet() -> None:
+    for noise in QUIET_LOGGERS:
+        logging.getLogger(noise).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None):
+    """Join a cluster, or start a quiet local one with every core of this machine; disconnect at the end."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # CSV/JSON/TensorBoard copies of each row
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # a lost worker: our line says it, _tune/ keeps the text
+    local = {} if address else {"num_cpus": os.cpu_count()}
+    quiet()
+    ray.init(
+        address=address or "local",
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        **local,
+    )
+    quiet()  # again: ray.init's logging config resets the levels of loggers below "ray"
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def gpu_request(gpus_per_trial: str | float) -> str | float:
+    """--gpus-per-trial auto -> the per-model table when the cluster has GPUs now, else CPU only."""
+    if gpus_per_trial != "auto":
+        return gpus_per_trial
+    return "table" if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+
+
+def trial_overrides(config: dict) -> dict:
+    """A Tune trial's config -> run_trial overrides (a search adds the suggested latent)."""
+    return {**config["trial"], **({"latent": config["latent"]} if "latent" in config else {})}
+
+
+def train_one(config: dict, cpus: int, metric: str, measured: dict[int, float]) -> None:
+    """Runs on a Ray worker. A latent the store already holds is answered from it, not trained again."""
+    import torch
+
+    overrides = trial_overrides(config)
+    if overrides["latent"] in measured:
+        tune.report({SCORE_KEY: measured[overrides["latent"]], ROW_KEY: None})
+        return
+    torch.set_num_threads(cpus)
+    row = run_trial(overrides)
+    ok = row["status"] == "ok" and row[metric] is not None and math.isfinite(row[metric])
+    tune.report({SCORE_KEY: row[metric] if ok else None, ROW_KEY: row})
+
+
+def lost_row(cfg: TrialConfig, error: str) -> dict:
+    """The row of a trial whose worker never came back: its config and why, no scores."""
+    row = dict.fromkeys(RESULT_COLUMNS)
+    row.update(cfg.science(), trial_id=cfg.trial_id(), fid=cfg.feature_extractor == "inception-fid")
+    row.update(status="failed", error=error)
+    return row
+
+
+def format_duration(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
+class StoreCallback(tune.Callback):
+    """Writes each row to the store on the driver and prints one progress line per finished trial."""
+
+    def __init__(self, store: ResultStore, total: int, grid: str, search: str):
+        self.store, self.total, self.tags = store, total, {"grid": grid, "search": search}
+        self.start = time.monotonic()
+        self.ok = self.failed = 0
+        self.written: set[str] = set()  # Tune trial ids whose row is in the store
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        row = result.pop(ROW_KEY, None)
+        if row is not None:
+            self._write(trials, trial, row)
+            return
+        self.ok += 1
+        latent = trial_overrides(trial.config)["latent"]
+        self._progress(trials, trial, f"latent {latent} is already in the store (score {result[SCORE_KEY]:.2f})")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        label = grids.curve_label(make_config(trial_overrides(trial.config)))
+        print(f"worker lost running {label} latent {trial_overrides(trial.config)['latent']}; retrying", flush=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        if trial.trial_id in self.written:  # the row arrived; whatever failed came after it
+            return
+        text = (trial.get_error() or "").strip()
+        last_failure = text.split("Failure # ")[-1].splitlines()[1:] or ["no error text"]  # Tune: a block per try
+        cfg = make_config(trial_overrides(trial.config))
+        row = lost_row(cfg, f"worker lost {trial.num_failures} times; last: {last_failure[0]}")
+        row["traceback"] = text
+        self._write(trials, trial, row)
+
+    def _write(self, trials, trial, row: dict) -> None:
+        row.update(self.tags, replicate=row["seed"])
+        self.store.write(row)
+        self.written.add(trial.trial_id)
+        if row["status"] == "ok":
+            self.ok += 1
+            gmm = "n/a" if row["fd_gmm"] is None else f"{row['fd_gmm']:.2f}"
+            outcome = f"MVG {row['fd_mvg']:.2f}  GMM {gmm} ({row['wall_s']:.0f} s)"
+        else:
+            self.failed += 1
+            outcome = (row["error"] or "").splitlines()[0][:120]
+        label = grids.curve_label(make_config(trial_overrides(trial.config)))
+        self._progress(trials, trial, f"{row['status']} {label} latent {row['latent']}: {outcome}")
+
+    def _progress(self, trials, trial, what: str) -> None:
+        finished = self.ok + self.failed
+        running = sum(t.status == "RUNNING" and t is not trial for t in trials)
+        eta = format_duration((time.monotonic() - self.start) / finished * (self.total - finished))
+        counts = f"done {self.ok}, running {running}, failed {self.failed}, remaining {self.total - finished - running}"
+        print(f"[{finished}/{self.total}] {what} | {counts}, ETA {eta}", flush=True)
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_trial: int
+    gpus_per_trial: str | float  # "table": study.resources.gpu_fraction per model; a number: that share for all
+    max_concurrent: int | None
+
+
+def trial_resources(resources: Resources):
+    """Ray resources of one trial, from its config (GPU share by model size when GPUs are in use)."""
+
+    def request(config: dict) -> tune.PlacementGroupFactory:
+        gpus = resources.gpus_per_trial
+        if gpus == "table":
+            gpus = gpu_fraction(make_config(trial_overrides(config)))
+        bundle = {"CPU": resources.cpus_per_trial, **({"GPU": gpus} if gpus else {})}
+        return tune.PlacementGroupFactory([bundle])
+
+    return request
+
+
+def tune_trial_name(trial) -> str:
+    return trial.trial_id
+
+
+def run_grid(store: ResultStore, grid: str, configs: list[TrialConfig], resources: Resources) -> StoreCallback:
+    """Every config once, as a Tune grid; returns the callback, which counts what finished."""
+    callback = StoreCallback(store, len(configs), grid, "grid")
+    param_space = {"trial": tune.grid_search([dataclasses.asdict(cfg) for cfg in configs])}
+    fit(store, callback, resources, param_space)
+    return callback
+
+
+def measured_scores(store: ResultStore, cfg: TrialConfig, metric: str) -> dict[int, float]:
+    """latent -> score of every ok row in the store on cfg's curve and seed."""
+    rows = store.read()
+    rows = rows[(rows["status"] == "ok") & (rows["seed"] == cfg.seed)]
+    key = grids.curve_key(cfg.science())
+    return {
+        int(row["latent"]): float(row[metric])
+        for row in rows.to_dict("records")
+        if grids.curve_key(row) == key and math.isfinite(row[metric])
+    }
+
+
+def run_search(
+    store: ResultStore, grid: str, curve: list[TrialConfig], resources: Resources, trials: int, metric: str
+) -> StoreCallback:
+    """Optuna (TPE) over log(latent) within the curve's grid range, told every latent the store already has."""
+    latents = [cfg.latent for cfg in curve]
+    measured = {k: v for k, v in measured_scores(store, curve[0], metric).items() if min(latents) <= k <= max(latents)}
+    searcher = OptunaSearch(
+        space={"latent": optuna.distributions.IntDistribution(min(latents), max(latents), log=True)},
+        metric=SCORE_KEY,
+        mode="min",
+        points_to_evaluate=[{"latent": latent} for latent in measured] or None,
+        evaluated_rewards=list(measured.values()) or None,
+        seed=curve[0].seed,
+    )
+    callback = StoreCallback(store, trials, grid, "optuna")
+    known = ", ".join(f"{latent}: {score:.2f}" for latent, score in sorted(measured.items())) or "none"
+    print(
+        f"searching {grids.curve_label(curve[0])} seed {curve[0].seed} over latent {min(latents)}..{max(latents)}: "
+        f"{trials} trials; already measured ({metric}) {known}",
+        flush=True,
+    )
+    param_space = {"trial": dataclasses.asdict(curve[0])}
+    fit(store, callback, resources, param_space, metric=metric, measured=measured, search_alg=searcher, samples=trials)
+    return callback
+
+
+def run_searches(
+    store: ResultStore, grid: str, configs: list[TrialConfig], resources: Resources, trials: int, metric: str
+) -> list[StoreCallback]:
+    """One search per curve and seed, one after the other; a curve with a single latent has nothing to search."""
+    callbacks = []
+    for curve in grids.curves(configs).values():
+        for seed in sorted({cfg.seed for cfg in curve}):
+            replicate = [cfg for cfg in curve if cfg.seed == seed]
+            if len({cfg.latent for cfg in replicate}) < 2:
+                print(f"not searching {grids.curve_label(replicate[0])} seed {seed}: one latent size, no range")
+                continue
+            callbacks.append(run_search(store, grid, replicate, resources, trials, metric))
+    return callbacks
+
+
+def fit(store, callback, resources, param_space, metric="fd_mvg", measured=None, search_alg=None, samples=1) -> None:
+    trainable = tune.with_parameters(train_one, cpus=resources.cpus_per_trial, metric=metric, measured=measured or {})
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, trial_resources(resources)),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=search_alg,
+            num_samples=samples,
+            max_concurrent_trials=resources.max_concurrent,
+            reuse_actors=True,  # a worker keeps torch, the dataset and the scoring network loaded between trials
+            trial_name_creator=tune_trial_name,
+            trial_dirname_creator=tune_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{callback.tags['grid']}-{callback.tags['search']}-{datetime.datetime.now():%Y%m%d-%H%M%S}",
+            storage_path=str(store.path / TUNE_DIR),
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            callbacks=[callback],
+            verbose=0,
+        ),
+    )
+    tuner.fit()

@@ -1,0 +1,166 @@
+"""The results store: a directory of one-row Parquet part files that pandas reads as one table.
+
+    results.parquet/
+        <trial_id>.parquet     the live row of that trial (file name = trial id: one live row each)
+        _superseded/           rows a rerun replaced (failed/diverged ones), kept, never overwritten
+        _corrupt/              part files that could not be read when the store opened
+        _tune/                 Ray Tune's own experiment state (study/runner.py), not results
+        .lock                  flock of the one launcher writing here; holds its pid
+
+pyarrow skips names starting with "_" or ".", so `pandas.read_parquet("results.parquet")` sees only the
+live rows, at any moment: each part is written to a hidden temp file, fsynced, then renamed into place.
+Only the driver writes, so workers on other nodes need no shared filesystem.
+"""
+
+import fcntl
+import os
+import time
+import typing
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trainables.trial import RESULT_COLUMNS
+
+SUPERSEDED, CORRUPT, LOCK = "_superseded", "_corrupt", ".lock"
+ARROW_SCALARS = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as asked (unwritable, held by another launcher, a row of the wrong shape)."""
+
+
+def arrow_type(py_type) -> pa.DataType:
+    """RESULT_COLUMNS' Python types -> Arrow types; list[...] nests."""
+    if typing.get_origin(py_type) is list:
+        (item,) = typing.get_args(py_type)
+        return pa.list_(arrow_type(item))
+    return ARROW_SCALARS[py_type]
+
+
+def result_schema() -> pa.Schema:
+    """Built at call time from RESULT_COLUMNS, so columns added to the row later need no change here."""
+    return pa.schema([(name, arrow_type(py_type)) for name, py_type in RESULT_COLUMNS.items()])
+
+
+def live_parts(path: Path) -> list[Path]:
+    return sorted(path.glob("[!_.]*.parquet"))
+
+
+def scan(path: Path) -> tuple[dict[str, str], list[Path]]:
+    """(trial_id -> status of every readable live part, unreadable parts); reads two columns, takes no lock."""
+    status, unreadable = {}, []
+    for part in live_parts(path):
+        try:
+            rows = pq.read_table(part, columns=["trial_id", "status"]).to_pylist()
+        except (OSError, pa.ArrowException):  # truncated, not Parquet, or no trial_id/status column
+            unreadable.append(part)
+            continue
+        status.update({row["trial_id"]: row["status"] for row in rows})
+    return status, unreadable
+
+
+class ResultStore:
+    """Opened by one launcher at a time; `status` maps every live trial_id to its status."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser().absolute()
+        self.schema = result_schema()
+        self._lock_file = self._lock()
+        self.corrupt = self._set_aside_corrupt()
+        self._upgrade_old_parts()
+        self.status = scan(self.path)[0]
+
+    def _lock(self):
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock_file = open(self.path / LOCK, "a+")  # held open (and locked) for the launcher's lifetime
+        except OSError as exc:
+            raise StoreError(f"cannot write the results store {self.path}: {exc.strerror or exc}") from None
+        if not os.access(self.path, os.W_OK):
+            raise StoreError(f"cannot write the results store {self.path}: permission denied")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "unknown"
+            lock_file.close()
+            raise StoreError(
+                f"another launcher (pid {holder}) is writing to {self.path}; "
+                "wait for it to finish, stop it, or pass a different --results"
+            ) from None
+        lock_file.truncate(0)
+        lock_file.write(str(os.getpid()))
+        lock_file.flush()
+        return lock_file
+
+    def close(self) -> None:
+        self._lock_file.close()  # releases the flock
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def part(self, trial_id: str) -> Path:
+        return self.path / f"{trial_id}.parquet"
+
+    def parts(self) -> list[Path]:
+        return live_parts(self.path)
+
+    def _set_aside_corrupt(self) -> list[Path]:
+        """Move unreadable parts (a crash mid-copy, a truncated sync) to _corrupt/; drop our stale temp files."""
+        for temp in self.path.glob(".tmp-*"):  # never renamed into place, so never part of the table
+            temp.unlink()
+        return [self._move_aside(part, CORRUPT) for part in scan(self.path)[1]]
+
+    def _move_aside(self, part: Path, folder: str) -> Path:
+        target = self.path / folder / f"{part.stem}.{time.time_ns()}.parquet"
+        target.parent.mkdir(exist_ok=True)
+        os.replace(part, target)
+        return target
+
+    def _upgrade_old_parts(self) -> None:
+        """Rewrite parts from before a column was added to RESULT_COLUMNS, with that column empty.
+
+        pyarrow takes a directory's schema from one of its files, so one old part could hide a new
+        column from every reader. Parts with columns this code does not know are left alone.
+        """
+        for part in self.parts():
+            names = pq.read_schema(part).names
+            if names != self.schema.names and set(names) <= set(self.schema.names):
+                os.replace(self._write_temp(pq.read_table(part).to_pylist(), part), part)
+
+    def _write_temp(self, rows: list[dict], part: Path) -> Path:
+        """A complete, fsynced file under a hidden name; renaming it over `part` publishes it atomically."""
+        temp = self.path / f".tmp-{part.name}"
+        with open(temp, "wb") as f:
+            pq.write_table(pa.Table.from_pylist(rows, schema=self.schema), f)
+            f.flush()
+            os.fsync(f.fileno())
+        return temp
+
+    def done(self) -> set[str]:
+        return {trial_id for trial_id, status in self.status.items() if status == "ok"}
+
+    def write(self, row: dict) -> Path:
+        """Publish one row atomically; a row already live for this trial moves to _superseded/ first."""
+        unknown = set(row) - set(self.schema.names)
+        if unknown:
+            raise StoreError(f"row has columns the store does not know: {sorted(unknown)}")
+        part = self.part(row["trial_id"])
+        temp = self._write_temp([row], part)
+        if part.exists():
+            self._move_aside(part, SUPERSEDED)
+        os.replace(temp, part)
+        self.status[row["trial_id"]] = row["status"]
+        return part
+
+    def read(self) -> pd.DataFrame:
+        """All live rows (what pandas.read_parquet(path) gives), with the full schema even when empty."""
+        if not self.parts():
+            return self.schema.empty_table().to_pandas()
+        return pd.read_parquet(self.path)

@@ -1,0 +1,92 @@
+import pytest
+
+from study import grids
+
+# Every latent size printed in the paper's Tables 2 (128 CIFAR-10, 64 CelebA) and 3 (each curve's optimum).
+TABLE_2_3_LATENTS = {32, 64, 80, 96, 128, 144, 152, 160, 192, 256, 384, 512, 768}
+
+
+def table1_curves_from_the_paper() -> set[tuple]:
+    """Table 1 and its text, as (dataset, model, filters, depth, latent_norm, noise_std, freeze_latent)."""
+    curves = {("cifar10", m, f, "1", "none", 0.0, False) for m in ("dae", "vae") for f in (32, 64, 128, 256)}
+    curves |= {("celeba", m, f, "1", "none", 0.0, False) for m in ("dae", "vae") for f in (32, 64, 128)}
+    curves |= {("cifar10", "dae", 64, d, "none", 0.0, False) for d in ("2", "3")}
+    curves |= {("cifar10", "dae", 128, d, "none", 0.0, False) for d in ("2", "3-3-2-1")}
+    curves |= {("cifar10", "dae", 128, "1", norm, 0.0, False) for norm in ("bn", "sn", "ln")}
+    curves |= {("cifar10", "dae", 128, "1", "none", std, False) for std in (0.1, 0.5, 1.0)}
+    curves |= {("cifar10", "dae", 128, d, "none", 0.0, True) for d in ("1", "2")}
+    return curves
+
+
+def axes(cfg) -> tuple:
+    return (cfg.dataset, cfg.model, cfg.filters, cfg.depth, cfg.latent_norm, cfg.noise_std, cfg.freeze_latent)
+
+
+def test_table1_is_exactly_the_papers_table_1():
+    trials = grids.expand("table1")
+    assert {axes(cfg) for cfg in trials} == table1_curves_from_the_paper()
+    assert 300 <= len(trials) <= 400
+    assert all(cfg.epochs == 100 and cfg.batch_size == 128 and cfg.n_samples == 10_000 for cfg in trials)
+
+
+def test_table_2_and_3_curves_hold_every_latent_size_the_paper_reports():
+    latents: dict[tuple, set[int]] = {}
+    for cfg in grids.expand("table1"):
+        latents.setdefault(axes(cfg), set()).add(cfg.latent)
+    depth1 = [curve for curve in latents if curve[3:] == ("1", "none", 0.0, False)]
+    assert len(depth1) == 14
+    for curve in depth1:
+        assert TABLE_2_3_LATENTS <= latents[curve], curve
+        assert min(latents[curve]) < 32 and max(latents[curve]) > 768  # each minimum has a point on both sides
+
+
+def test_table1_sub_grids_split_it_by_dataset():
+    ids = {name: {cfg.trial_id() for cfg in grids.expand(name)} for name in grids.GRIDS}
+    assert ids["table1-cifar10"] | ids["table1-celeba"] == ids["table1"]
+    assert not ids["table1-cifar10"] & ids["table1-celeba"]
+    assert {cfg.dataset for cfg in grids.expand("table1-celeba")} == {"celeba"}
+
+
+@pytest.mark.parametrize("name", list(grids.GRIDS))
+def test_every_grid_expands_to_distinct_valid_trials(name):
+    trials = grids.expand(name, seeds=2)
+    assert len({cfg.trial_id() for cfg in trials}) == len(trials) == 2 * len(grids.GRIDS[name])
+    assert sorted({cfg.seed for cfg in trials}) == [0, 1]
+
+
+def test_the_offline_grids_compare_dae_and_vae_over_latent_sizes():
+    digits = grids.curves(grids.expand("digits"))
+    assert {cfg.model for curve in digits.values() for cfg in curve} == {"dae", "vae"}
+    assert all(len({cfg.latent for cfg in curve}) >= 4 for curve in digits.values())
+    smoke = [cfg for cfg in grids.expand("smoke")]
+    assert {cfg.latent_norm for cfg in smoke} == {"none", "bn", "sn", "ln"}
+    assert {cfg.model for cfg in smoke} == {"dae", "vae"}
+    assert any(cfg.noise_std > 0 for cfg in smoke) and any(cfg.freeze_latent for cfg in smoke)
+    assert any(len(set(cfg.stage_depths)) > 1 for cfg in smoke)
+
+
+def test_runtime_fields_do_not_change_the_trials():
+    plain = grids.expand("smoke")
+    moved = grids.expand("smoke", runtime={"data_root": "/elsewhere", "cache_dir": "/tmp/c"})
+    assert [cfg.trial_id() for cfg in plain] == [cfg.trial_id() for cfg in moved]
+    assert {cfg.data_root for cfg in moved} == {"/elsewhere"}
+
+
+def test_unknown_grid_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown grid 'tabel1'.*digits, smoke, table1"):
+        grids.expand("tabel1")
+
+
+def test_a_bad_key_in_a_grid_is_named(monkeypatch):
+    monkeypatch.setitem(grids.GRIDS, "typo", [{"dataset": "digits", "latnet": 8}])
+    with pytest.raises(ValueError, match="grid 'typo', entry 0.*unknown config key 'latnet'"):
+        grids.expand("typo")
+
+
+def test_curves_group_latents_and_label_what_differs():
+    trials = grids.expand("table1-cifar10")
+    grouped = grids.curves(trials)
+    assert len(grouped) == 20
+    labels = {grids.curve_label(curve[0]) for curve in grouped.values()}
+    assert "cifar10 dae f128 d3-3-2-1" in labels and "cifar10 dae f128 d1 noise0.5" in labels
+    assert "cifar10 dae f128 d2 frozen" in labels and len(labels) == 20

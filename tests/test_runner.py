@@ -1,0 +1,80 @@
+"""The Tune callback and resources without a cluster: fake trials stand in for Tune's."""
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from study import runner
+from study.resources import gpu_fraction
+from study.store import ResultStore
+from trainables.config import make_config
+from trainables.trial import RESULT_COLUMNS
+
+CFG = make_config({"dataset": "digits", "latent": 8, "seed": 1})
+
+
+@dataclass
+class FakeTrial:
+    config: dict
+    trial_id: str = "tune_00000"  # Tune's own id: must never reach the store
+    status: str = "RUNNING"
+    num_failures: int = 3
+    error_text: str | None = (  # what Tune's error.txt holds after three lost workers
+        "Failure # 1 (occurred at 2026-11-25_17-15-39)\nThe actor died unexpectedly before finishing this task.\n"
+        "Failure # 3 (occurred at 2026-11-25_17-15-50)\nThe actor died: node lost.\n\tpid: 17428\n"
+    )
+
+    def get_error(self):
+        return self.error_text
+
+
+def callback(tmp_path, total=2):
+    return runner.StoreCallback(ResultStore(tmp_path / "results.parquet"), total, grid="g", search="grid")
+
+
+def test_a_reported_row_lands_with_our_trial_id_and_leaves_tunes_result(tmp_path):
+    row = dict.fromkeys(RESULT_COLUMNS)
+    row.update(CFG.science(), trial_id=CFG.trial_id(), status="ok", fd_mvg=3.0, fd_gmm=2.0, wall_s=1.0)
+    result = {runner.ROW_KEY: row, runner.SCORE_KEY: 3.0, "trial_id": "tune_00000"}  # Tune's keys, as Tune sends it
+    trial = FakeTrial({"trial": asdict(CFG)})
+    callback(tmp_path).on_trial_result(0, [trial], trial, result)
+    assert runner.ROW_KEY not in result  # Tune keeps only the small result
+    stored = pd.read_parquet(tmp_path / "results.parquet").iloc[0]
+    assert (stored.trial_id, stored.grid, stored.search, stored.replicate) == (CFG.trial_id(), "g", "grid", 1)
+
+
+def test_a_worker_lost_for_good_becomes_a_failed_row(tmp_path):
+    trial = FakeTrial({"trial": asdict(CFG)})
+    tracker = callback(tmp_path)
+    tracker.on_trial_error(0, [trial], trial)
+    stored = pd.read_parquet(tmp_path / "results.parquet").iloc[0]
+    assert (stored.trial_id, stored.status, stored.latent) == (CFG.trial_id(), "failed", 8)
+    assert stored.error == "worker lost 3 times; last: The actor died: node lost."
+    assert "Failure # 1" in stored.traceback
+    assert tracker.failed == 1
+
+
+def test_an_error_after_the_row_arrived_keeps_the_row(tmp_path):
+    row = dict.fromkeys(RESULT_COLUMNS)
+    row.update(CFG.science(), trial_id=CFG.trial_id(), status="ok", fd_mvg=3.0, wall_s=1.0)
+    trial = FakeTrial({"trial": asdict(CFG)})
+    tracker = callback(tmp_path)
+    tracker.on_trial_result(0, [trial], trial, {runner.ROW_KEY: row, runner.SCORE_KEY: 3.0})
+    tracker.on_trial_error(0, [trial], trial)
+    assert pd.read_parquet(tmp_path / "results.parquet")["status"].tolist() == ["ok"]
+
+
+def test_a_search_suggestion_overrides_the_curves_latent():
+    assert runner.trial_overrides({"trial": asdict(CFG), "latent": 37})["latent"] == 37
+    assert runner.trial_overrides({"trial": asdict(CFG)})["latent"] == 8
+
+
+def test_gpu_shares_grow_with_the_model_and_ask_for_gpus_only_when_used():
+    small, large = make_config({"filters": 32}), make_config({"filters": 256, "depth": 2})
+    assert 0 < gpu_fraction(small) < gpu_fraction(make_config({})) < gpu_fraction(large) == 1.0
+    assert gpu_fraction(make_config({"dataset": "celeba", "filters": 64})) > gpu_fraction(make_config({"filters": 64}))
+    config = {"trial": asdict(small)}
+    table = runner.trial_resources(runner.Resources(2, "table", None))(config)
+    cpu_only = runner.trial_resources(runner.Resources(2, 0.0, None))(config)
+    assert table.bundles == [{"CPU": 2, "GPU": gpu_fraction(small)}]
+    assert cpu_only.bundles == [{"CPU": 2}]
