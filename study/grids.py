@@ -1,11 +1,18 @@
-"""Named grids as data: lists of config overrides, expanded into validated TrialConfigs.
+"""Grids as data: lists of config overrides, expanded into validated TrialConfigs.
 
-A grid entry holds only what differs from TrialConfig's defaults (the paper's protocol). A curve is
-every trial sharing all scientific fields but `latent` (and `seed`, which is the replicate), as in
-DESIGN.md; `curve_label` names one for people.
+A grid entry holds only what differs from TrialConfig's defaults (the paper's protocol). Grids are named
+here (GRIDS) or read from a JSON/YAML file of the same shape (`from_file`); `expand` can apply overrides
+to every entry (the launcher's --set). A curve is every trial sharing all scientific fields but `latent`
+(and `seed`, which is the replicate), as in DESIGN.md; `curve_label` names one for people.
 """
 
-from trainables.config import TrialConfig, make_config
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from trainables.config import FIELDS, TrialConfig, make_config
 
 # Depth-1 DAE/VAE curves (Figure 1, Tables 2-3): every latent size in Tables 2-3 (32 ... 768) plus 16, 24,
 # 48 and 1024, so that each minimum has points on both sides (VAEs above 512 may diverge: that is a row too).
@@ -63,24 +70,96 @@ GRIDS = {
 }
 
 
-def expand(name: str, seeds: int = 1, runtime: dict | None = None) -> list[TrialConfig]:
-    """Grid name -> validated configs, `seeds` replicates of each: replicate r is the trial with seed r.
+@dataclass(frozen=True)
+class Grid:
+    name: str  # what every row's `grid` column says
+    entries: list[dict]  # config overrides, one trial each (times --seeds)
+    source: str  # how an error names it: "grid 'smoke'" or "grid file path/to/file.yaml"
 
-    runtime holds the fields that do not change a trial's identity (data_root, cache_dir, ...).
-    Raises ValueError naming the grid, the entry and the bad key.
-    """
+
+def named(name: str) -> Grid:
     if name not in GRIDS:
-        raise ValueError(f"unknown grid {name!r}; known grids: {', '.join(GRIDS)}")
+        raise ValueError(f"unknown grid {name!r}; known grids: {', '.join(GRIDS)} (or pass --grid-file PATH)")
+    return Grid(name, GRIDS[name], f"grid {name!r}")
+
+
+def from_file(path: str | Path) -> Grid:
+    """A JSON or YAML file holding a list of override mappings; the grid is named after the file's stem.
+
+    Both parsers build plain data only (json, yaml.safe_load). YAML 1.1 reads 1e30 as a string: write 1.0e+30.
+    """
+    path = Path(path)
+    fix = 'write a list of mappings such as [{"dataset": "digits", "latent": 8}]'
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"grid file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}); {fix}") from None
+    try:
+        entries = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:  # json.JSONDecodeError is a ValueError
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise ValueError(f"grid file {path}: not valid {kind} ({str(exc).splitlines()[0]}); {fix}") from None
+    if not isinstance(entries, list) or not entries or not all(isinstance(entry, dict) for entry in entries):
+        raise ValueError(f"grid file {path}: expected a non-empty list of mappings, got {entries!r:.80}; {fix}")
+    return Grid(path.stem, entries, f"grid file {path}")
+
+
+SEED_IS_THE_REPLICATE = "replicate r always runs with seed r; remove the seed and use --seeds N"
+
+
+def format_override(key: str, value) -> str:
+    return f"--set {key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
+
+
+def check_overrides(overrides: dict) -> None:
+    """Keys of --set: known config fields, and not the seed (that is the replicate)."""
+    for key, value in overrides.items():
+        if key == "seed":
+            raise ValueError(f"{format_override(key, value)}: {SEED_IS_THE_REPLICATE}")
+        if key not in FIELDS:
+            try:
+                make_config({key: value})  # its message names the key and the closest known one
+            except ValueError as exc:
+                raise ValueError(f"{format_override(key, value)}: {exc}") from None
+
+
+def expand(
+    grid: Grid | str, seeds: int = 1, runtime: dict | None = None, overrides: dict | None = None
+) -> list[TrialConfig]:
+    """Grid (or grid name) -> validated configs, `seeds` replicates of each: replicate r is the trial with seed r.
+
+    runtime holds the fields that do not change a trial's identity (data_root, cache_dir, ...); overrides
+    (the launcher's --set) replace a field in every entry. Entries that become the same trial run once.
+    Raises ValueError naming the grid, the entry, the --set if one is to blame, and the bad key.
+    """
+    grid = named(grid) if isinstance(grid, str) else grid
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
-    configs = []
-    for index, overrides in enumerate(GRIDS[name]):
+    overrides = overrides or {}
+    check_overrides(overrides)
+    configs: dict[str, TrialConfig] = {}
+    for index, entry in enumerate(grid.entries):
+        if "seed" in entry:
+            raise ValueError(f"{grid.source}, entry {index} {entry}: {SEED_IS_THE_REPLICATE}")
         for replicate in range(seeds):
             try:
-                configs.append(make_config({**overrides, **(runtime or {}), "seed": replicate}))
+                cfg = make_config({**entry, **(runtime or {}), **overrides, "seed": replicate})
             except ValueError as exc:
-                raise ValueError(f"grid {name!r}, entry {index} {overrides}: {exc}") from None
-    return configs
+                raise config_error(grid, index, entry, overrides, exc) from None
+            configs.setdefault(cfg.trial_id(), cfg)
+    return list(configs.values())
+
+
+def config_error(grid: Grid, index: int, entry: dict, overrides: dict, exc: ValueError) -> ValueError:
+    """Name where the bad value came from: the --set alone, the --set with this entry, or the entry."""
+    key = str(exc).split(":")[0]
+    if key not in overrides:
+        return ValueError(f"{grid.source}, entry {index} {entry}: {exc}")
+    try:
+        make_config({key: overrides[key]})
+    except ValueError as alone:  # wrong whatever the entry: the --set is the whole story
+        return ValueError(f"{format_override(key, overrides[key])}: {alone}")
+    return ValueError(f"{grid.source}, entry {index} {entry} with {format_override(key, overrides[key])}: {exc}")
 
 
 CURVE_FIELDS = tuple(name for name in TrialConfig().science() if name not in ("latent", "seed"))

@@ -1,11 +1,22 @@
 """python study/launch.py --grid NAME: run a named grid (or an Optuna search over its curves) into the store.
 
-Every input is checked before Ray starts (grid, config keys, datasets, scoring weights, the results path,
-another launcher); a bad one ends the launch with one line on stderr and exit status 2. Trials already
-`ok` in the store are skipped, so the same command resumes a killed launch.
+Every input is checked before Ray starts (grid, config keys and values, datasets, scoring weights, the
+results path, another launcher); a bad one ends the launch with one message on stderr and exit status 2.
+Trials already `ok` or `diverged` in the store are skipped (a divergence is a result; --rerun-diverged runs
+them again), so the same command resumes a killed launch and reruns only the trials that `failed`. Every
+trial ends as a row, whatever happens to it; the launch exits 1 when some of them failed, else 0.
+
+Custom grids without editing code:
+  --set KEY=VALUE      override one config field in every trial of the grid (repeatable); VALUE is read
+                       as JSON where it parses (2, 1e-4, true, [3,3,2,1]) and as a string otherwise,
+                       e.g. --grid digits --set epochs=2 --set batch_size=64
+  --grid-file PATH     a JSON (.json) or YAML list of override mappings, one trial each, instead of --grid:
+                       [{"dataset": "digits", "latent": 8}, {"dataset": "digits", "latent": 16, "model": "vae"}]
+                       rows are tagged with the file's stem as their grid name
 """
 
 import argparse
+import json
 import sys
 import time
 from functools import partial
@@ -18,7 +29,7 @@ import pandas as pd
 import torch
 
 from study import grids
-from study.store import ResultStore, scan
+from study.store import FINISHED, ResultStore, scan
 from trainables import data, metrics
 from trainables.config import TrialConfig
 
@@ -37,9 +48,32 @@ def gpu_share(text: str) -> str | float:
     return share
 
 
+def override(text: str) -> tuple[str, object]:
+    """--set KEY=VALUE -> (key, value): JSON where it parses, else the plain string. Keys are checked later."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. epochs=2), got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grid", required=True, help=f"one of: {', '.join(grids.GRIDS)}")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--grid", help=f"a named grid, one of: {', '.join(grids.GRIDS)}")
+    which.add_argument("--grid-file", help="a JSON or YAML list of config override mappings, one trial each")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        type=override,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field in every trial (repeatable), e.g. --set epochs=2",
+    )
     parser.add_argument("--results", default="results.parquet", help="the store directory (default %(default)s)")
     parser.add_argument("--data-root", help="datasets folder (default $DAE_DATA_ROOT or ~/.cache/dae-study/data)")
     parser.add_argument("--cache-dir", help="reference statistics, digits-cnn (default $DAE_CACHE_DIR)")
@@ -54,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--cpus-per-trial", type=int, default=1, help="also torch's thread count per trial")
     parser.add_argument("--max-concurrent", type=int, help="at most N trials at once (default: as resources allow)")
+    parser.add_argument(
+        "--rerun-diverged", action="store_true", help="run trials stored as diverged again (default: keep them)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and what is missing; run nothing")
     parser.add_argument("--address", help="join this Ray cluster (e.g. auto) instead of starting a local one")
     parser.add_argument("--download", action="store_true", help="fetch missing datasets and FID weights first")
@@ -72,7 +109,9 @@ def plan(args: argparse.Namespace) -> list[TrialConfig]:
     if args.gpus_per_trial not in ("auto", 0) and not args.address and not torch.cuda.is_available():
         raise ValueError(f"--gpus-per-trial {args.gpus_per_trial} asks for GPUs, but this machine has none")
     runtime = {key: value for key, value in (("data_root", args.data_root), ("cache_dir", args.cache_dir)) if value}
-    return grids.expand(args.grid, args.seeds, runtime)[: args.limit]
+    grid = grids.from_file(args.grid_file) if args.grid_file else grids.named(args.grid)
+    args.grid = grid.name  # the tag every row carries
+    return grids.expand(grid, args.seeds, runtime, dict(args.overrides))[: args.limit]
 
 
 def missing_inputs(trials: list[TrialConfig]) -> list[str]:
@@ -107,7 +146,7 @@ def describe(args: argparse.Namespace, trials: list[TrialConfig], done: set[str]
     for curve in grouped.values():
         latents = sorted({cfg.latent for cfg in curve})
         print(f"  {grids.curve_label(curve[0]):48s} {len(latents):3d} latents: {' '.join(map(str, latents))}")
-    print(f"{len(trials) - todo} already ok in {Path(args.results).absolute()}, {todo} to run")
+    print(f"{len(trials) - todo} already done in {Path(args.results).absolute()}, {todo} to run")
     if args.search:
         searches = len(grouped) * args.seeds
         print(f"--search {args.search}: {searches} searches x {args.search_trials} trials on {args.search_metric}")
@@ -144,7 +183,7 @@ def summary(store: ResultStore, trials: list[TrialConfig]) -> None:
 def run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore) -> int:
     for part in store.corrupt:
         print(f"warning: unreadable part file moved to {part}; its trial will run again", file=sys.stderr)
-    done = store.done()
+    done = store.done(finished(args))
     todo = [cfg for cfg in trials if cfg.trial_id() not in done]
     if not args.search and not todo:
         print(f"all {len(trials)} trials already done in {store.path}; nothing to run")
@@ -165,6 +204,11 @@ def run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore)
     return 1 if any(callback.failed for callback in callbacks) else 0
 
 
+def finished(args: argparse.Namespace) -> frozenset[str]:
+    """The statuses a relaunch keeps instead of running the trial again."""
+    return frozenset({"ok"}) if args.rerun_diverged else FINISHED
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -172,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.download:
             download_inputs(trials)
         if args.dry_run:
-            describe(args, trials, {tid for tid, status in scan(Path(args.results))[0].items() if status == "ok"})
+            statuses = scan(Path(args.results))[0]
+            describe(args, trials, {tid for tid, status in statuses.items() if status in finished(args)})
             return 0
         missing = missing_inputs(trials)
         if missing:

@@ -23,7 +23,7 @@ from study import grids
 from study.resources import gpu_fraction
 from study.store import ResultStore
 from trainables.config import TrialConfig, make_config
-from trainables.trial import RESULT_COLUMNS, run_trial
+from trainables.trial import new_row, run_trial, traceback_summary
 
 ROW_KEY = "dae_study_row"
 SCORE_KEY = "score"  # what --search optimises; None for a trial that did not end ok
@@ -78,25 +78,33 @@ def trial_overrides(config: dict) -> dict:
 
 
 def train_one(config: dict, cpus: int, metric: str, measured: dict[int, float]) -> None:
-    """Runs on a Ray worker. A latent the store already holds is answered from it, not trained again."""
-    import torch
+    """Runs on a Ray worker. A latent the store already holds is answered from it, not trained again.
 
+    Nothing raised here reaches Tune: run_trial turns a trial's own errors into rows, and an error around
+    it (a worker whose code or packages differ from the driver's) becomes a failed row too, because Tune
+    retries every exception and a deterministic error would only fail again. Tune's retries
+    (FailureConfig) are thus left to what they are for: a worker process or node that died.
+    """
     overrides = trial_overrides(config)
     if overrides["latent"] in measured:
         tune.report({SCORE_KEY: measured[overrides["latent"]], ROW_KEY: None})
         return
-    torch.set_num_threads(cpus)
-    row = run_trial(overrides)
+    try:
+        import torch
+
+        torch.set_num_threads(cpus)
+        row = run_trial(overrides)
+        if row["status"] == "failed" and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # after an OOM, hand the card back to the trials packed beside this worker
+    except Exception as exc:  # the driver completes this row from the trial's config (StoreCallback._write)
+        row = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback_summary(exc)}
     ok = row["status"] == "ok" and row[metric] is not None and math.isfinite(row[metric])
     tune.report({SCORE_KEY: row[metric] if ok else None, ROW_KEY: row})
 
 
-def lost_row(cfg: TrialConfig, error: str) -> dict:
-    """The row of a trial whose worker never came back: its config and why, no scores."""
-    row = dict.fromkeys(RESULT_COLUMNS)
-    row.update(cfg.science(), trial_id=cfg.trial_id(), fid=cfg.feature_extractor == "inception-fid")
-    row.update(status="failed", error=error)
-    return row
+def failed_row(cfg: TrialConfig, error: str) -> dict:
+    """The row of a trial that produced none itself (its worker died, or it raised): its config and why."""
+    return {**new_row(cfg), "status": "failed", "error": error}
 
 
 def format_duration(seconds: float) -> str:
@@ -109,7 +117,7 @@ class StoreCallback(tune.Callback):
     def __init__(self, store: ResultStore, total: int, grid: str, search: str):
         self.store, self.total, self.tags = store, total, {"grid": grid, "search": search}
         self.start = time.monotonic()
-        self.ok = self.failed = 0
+        self.ok = self.diverged = self.failed = 0
         self.written: set[str] = set()  # Tune trial ids whose row is in the store
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -131,11 +139,13 @@ class StoreCallback(tune.Callback):
         text = (trial.get_error() or "").strip()
         last_failure = text.split("Failure # ")[-1].splitlines()[1:] or ["no error text"]  # Tune: a block per try
         cfg = make_config(trial_overrides(trial.config))
-        row = lost_row(cfg, f"worker lost {trial.num_failures} times; last: {last_failure[0]}")
+        row = failed_row(cfg, f"worker lost {trial.num_failures} times; last: {last_failure[0]}")
         row["traceback"] = text
         self._write(trials, trial, row)
 
     def _write(self, trials, trial, row: dict) -> None:
+        if row.get("trial_id") is None:  # a worker error outside run_trial: only status, error and traceback
+            row = {**failed_row(make_config(trial_overrides(trial.config)), row["error"]), **row}
         row.update(self.tags, replicate=row["seed"])
         self.store.write(row)
         self.written.add(trial.trial_id)
@@ -144,16 +154,18 @@ class StoreCallback(tune.Callback):
             gmm = "n/a" if row["fd_gmm"] is None else f"{row['fd_gmm']:.2f}"
             outcome = f"MVG {row['fd_mvg']:.2f}  GMM {gmm} ({row['wall_s']:.0f} s)"
         else:
-            self.failed += 1
+            self.diverged += row["status"] == "diverged"
+            self.failed += row["status"] != "diverged"
             outcome = (row["error"] or "").splitlines()[0][:120]
         label = grids.curve_label(make_config(trial_overrides(trial.config)))
         self._progress(trials, trial, f"{row['status']} {label} latent {row['latent']}: {outcome}")
 
     def _progress(self, trials, trial, what: str) -> None:
-        finished = self.ok + self.failed
+        finished = self.ok + self.diverged + self.failed
         running = sum(t.status == "RUNNING" and t is not trial for t in trials)
         eta = format_duration((time.monotonic() - self.start) / finished * (self.total - finished))
-        counts = f"done {self.ok}, running {running}, failed {self.failed}, remaining {self.total - finished - running}"
+        counts = f"done {self.ok}, diverged {self.diverged}, failed {self.failed}, running {running}"
+        counts += f", remaining {self.total - finished - running}"
         print(f"[{finished}/{self.total}] {what} | {counts}, ETA {eta}", flush=True)
 
 

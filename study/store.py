@@ -8,12 +8,16 @@
         .lock                  flock of the one launcher writing here; holds its pid
 
 pyarrow skips names starting with "_" or ".", so `pandas.read_parquet("results.parquet")` sees only the
-live rows, at any moment: each part is written to a hidden temp file, fsynced, then renamed into place.
-Only the driver writes, so workers on other nodes need no shared filesystem.
+live rows, at any moment: each part is written to a hidden temp file, fsynced, then renamed into place
+(over the row it replaces, whose file was first hard-linked into _superseded/, so a crash at any point
+leaves a trial with its old row or its new one, never none). Parts carry page checksums, and opening the
+store reads every part in full, so a damaged one is moved aside and reported instead of trusted. Only the
+driver writes, so workers on other nodes need no shared filesystem.
 """
 
 import fcntl
 import os
+import shutil
 import time
 import typing
 from pathlib import Path
@@ -25,6 +29,9 @@ import pyarrow.parquet as pq
 from trainables.trial import RESULT_COLUMNS
 
 SUPERSEDED, CORRUPT, LOCK = "_superseded", "_corrupt", ".lock"
+# Outcomes of the experiment itself, which a relaunch keeps: a diverged trial is a result (the seed fixes it),
+# while "failed" says the machinery broke (a lost worker, a bad file, out of memory) and the trial runs again.
+FINISHED = frozenset({"ok", "diverged"})
 ARROW_SCALARS = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 
 
@@ -49,13 +56,25 @@ def live_parts(path: Path) -> list[Path]:
     return sorted(path.glob("[!_.]*.parquet"))
 
 
-def scan(path: Path) -> tuple[dict[str, str], list[Path]]:
-    """(trial_id -> status of every readable live part, unreadable parts); reads two columns, takes no lock."""
+def read_part(part: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
+    """One part file, its page checksums verified; OSError or ArrowException when it is damaged."""
+    table = pq.read_table(part, columns=list(columns) if columns else None, page_checksum_verification=True)
+    if not {"trial_id", "status"} <= set(table.column_names):
+        raise pa.ArrowInvalid(f"{part.name} has no trial_id/status columns")
+    return table
+
+
+def scan(path: Path, columns: tuple[str, ...] | None = ("trial_id", "status")) -> tuple[dict[str, str], list[Path]]:
+    """(trial_id -> status of every readable live part, unreadable parts); takes no lock.
+
+    Reads two columns by default (a dry run); columns=None reads each part in full, which is what opening
+    the store does, so damage anywhere in a file is found before pandas would trip over it.
+    """
     status, unreadable = {}, []
     for part in live_parts(path):
         try:
-            rows = pq.read_table(part, columns=["trial_id", "status"]).to_pylist()
-        except (OSError, pa.ArrowException):  # truncated, not Parquet, or no trial_id/status column
+            rows = read_part(part, columns).select(["trial_id", "status"]).to_pylist()
+        except (OSError, pa.ArrowException):  # truncated, not Parquet, bad checksum, or no trial_id/status column
             unreadable.append(part)
             continue
         status.update({row["trial_id"]: row["status"] for row in rows})
@@ -74,13 +93,17 @@ class ResultStore:
         self.status = scan(self.path)[0]
 
     def _lock(self):
+        fix = "pass --results a folder you can write (it is created if missing)"
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"cannot use {self.path} as the results store: it is a file, not a folder; {fix}")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             lock_file = open(self.path / LOCK, "a+")  # held open (and locked) for the launcher's lifetime
         except OSError as exc:
-            raise StoreError(f"cannot write the results store {self.path}: {exc.strerror or exc}") from None
+            raise StoreError(f"cannot write the results store {self.path}: {exc.strerror or exc}; {fix}") from None
         if not os.access(self.path, os.W_OK):
-            raise StoreError(f"cannot write the results store {self.path}: permission denied")
+            lock_file.close()
+            raise StoreError(f"cannot write the results store {self.path}: permission denied; {fix}")
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -112,14 +135,21 @@ class ResultStore:
         return live_parts(self.path)
 
     def _set_aside_corrupt(self) -> list[Path]:
-        """Move unreadable parts (a crash mid-copy, a truncated sync) to _corrupt/; drop our stale temp files."""
-        for temp in self.path.glob(".tmp-*"):  # never renamed into place, so never part of the table
-            temp.unlink()
-        return [self._move_aside(part, CORRUPT) for part in scan(self.path)[1]]
+        """Move unreadable parts (a crash mid-copy, a truncated sync, a flipped bit) to _corrupt/.
 
-    def _move_aside(self, part: Path, folder: str) -> Path:
+        Also drops our stale temp files: they were never renamed into place, so never part of the table.
+        """
+        for temp in self.path.glob(".tmp-*"):
+            temp.unlink()
+        return [self._move_aside(part, CORRUPT) for part in scan(self.path, columns=None)[1]]
+
+    def _aside(self, part: Path, folder: str) -> Path:
         target = self.path / folder / f"{part.stem}.{time.time_ns()}.parquet"
         target.parent.mkdir(exist_ok=True)
+        return target
+
+    def _move_aside(self, part: Path, folder: str) -> Path:
+        target = self._aside(part, folder)
         os.replace(part, target)
         return target
 
@@ -138,23 +168,31 @@ class ResultStore:
         """A complete, fsynced file under a hidden name; renaming it over `part` publishes it atomically."""
         temp = self.path / f".tmp-{part.name}"
         with open(temp, "wb") as f:
-            pq.write_table(pa.Table.from_pylist(rows, schema=self.schema), f)
+            pq.write_table(pa.Table.from_pylist(rows, schema=self.schema), f, write_page_checksum=True)
             f.flush()
             os.fsync(f.fileno())
         return temp
 
-    def done(self) -> set[str]:
-        return {trial_id for trial_id, status in self.status.items() if status == "ok"}
+    def done(self, finished: frozenset[str] = FINISHED) -> set[str]:
+        """Trials a relaunch skips: those whose live row has one of the `finished` statuses."""
+        return {trial_id for trial_id, status in self.status.items() if status in finished}
 
     def write(self, row: dict) -> Path:
-        """Publish one row atomically; a row already live for this trial moves to _superseded/ first."""
+        """Publish one row atomically; a row already live for this trial is kept in _superseded/.
+
+        The old file is hard-linked there first and then replaced in one rename, so the trial has a live
+        row at every instant (a crash in between leaves the old row live and a spare copy aside).
+        """
         unknown = set(row) - set(self.schema.names)
         if unknown:
             raise StoreError(f"row has columns the store does not know: {sorted(unknown)}")
         part = self.part(row["trial_id"])
         temp = self._write_temp([row], part)
         if part.exists():
-            self._move_aside(part, SUPERSEDED)
+            try:
+                os.link(part, self._aside(part, SUPERSEDED))
+            except OSError:  # a filesystem without hard links: a copy keeps the same guarantee
+                shutil.copyfile(part, self._aside(part, SUPERSEDED))
         os.replace(temp, part)
         self.status[row["trial_id"]] = row["status"]
         return part

@@ -1,28 +1,17 @@
-"""The launcher as researchers run it: subprocesses, real Ray Tune on the smoke grid, offline."""
+"""The launcher as researchers run it: subprocesses, real Ray Tune on the smoke grid, offline.
 
-import contextlib
+Its failure modes (bad input, killed launchers and workers, a second launcher) are in test_reliability.py.
+"""
+
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from launching import kill_sessions, launch, probe
 
 from study import grids
-from study.store import ResultStore, live_parts
-
-REPO = Path(__file__).resolve().parents[1]
-# Runs main() in-process and says afterwards whether anything imported Ray.
-PROBE = (
-    "import sys; from study.launch import main; code = main(sys.argv[1:]); "
-    "print('ray imported:', 'ray' in sys.modules, file=sys.stderr); sys.exit(code)"
-)
-
-TYPO_GRID = "import study.grids as g; g.GRIDS['typo'] = [{'dataset': 'digits', 'latnet': 8}]; "
+from study.store import live_parts
 
 
 @pytest.fixture(scope="module")
@@ -37,58 +26,6 @@ def env(tmp_path_factory):
     }
 
 
-@pytest.fixture
-def sessions():
-    """Launchers started in sessions of their own; whatever they left running is killed at the end."""
-    started: list[int] = []
-    yield started
-    kill_sessions(started)
-    assert not [pid for sid in started for pid in session_members(sid)], "Ray processes outlived the test"
-
-
-def kill_sessions(sids: list[int], wait_s: float = 10) -> None:
-    """SIGKILL every process left in these sessions (Ray's agents outlive a SIGKILLed driver) and wait."""
-    deadline = time.monotonic() + wait_s
-    while (members := [pid for sid in sids for pid in session_members(sid)]) and time.monotonic() < deadline:
-        for pid in members:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
-
-
-def session_members(sid: int) -> list[int]:
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp session
-        except OSError:  # the process ended while we looked
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
-def launch(env, sessions, *args, timeout=300) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen(
-        [sys.executable, "study/launch.py", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    sessions.append(proc.pid)
-    stdout, stderr = proc.communicate(timeout=timeout)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-
-
-def probe(env, *args, prelude: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", prelude + PROBE, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
-    )
-
-
 def smoke_ids(limit: int) -> set[str]:
     return {cfg.trial_id() for cfg in grids.expand("smoke")[:limit]}
 
@@ -96,38 +33,10 @@ def smoke_ids(limit: int) -> set[str]:
 def test_dry_run_of_table1_without_datasets_says_what_is_missing(env, tmp_path):
     result = probe(env, "--grid", "table1", "--dry-run", "--results", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
-    assert "26 curves, 370 trials" in result.stdout and "0 already ok" in result.stdout
+    assert "26 curves, 370 trials" in result.stdout and "0 already done" in result.stdout
     for missing in ("cifar10 not found", "celeba not found", "FID Inception weights not found"):
         assert missing in result.stdout
     assert "ray imported: False" in result.stderr and not (tmp_path / "r").exists()
-
-
-@pytest.mark.parametrize(
-    "args, prelude, message",
-    [
-        (["--grid", "tabel1"], "", "unknown grid 'tabel1'; known grids: digits, smoke"),
-        (["--grid", "typo"], TYPO_GRID, "unknown config key 'latnet'"),
-        (["--grid", "table1-cifar10"], "", "cifar10 not found"),
-        (["--grid", "table1-cifar10"], "", "FID Inception weights not found"),
-        (["--grid", "smoke", "--results", "{file}/results.parquet"], "", "cannot write the results store"),
-    ],
-)  # fmt: skip
-def test_bad_input_stops_before_ray_with_one_message(env, tmp_path, args, prelude, message):
-    (tmp_path / "file").write_text("")
-    args = [arg.format(file=tmp_path / "file") for arg in args]
-    if "--results" not in args:
-        args += ["--results", str(tmp_path / "results.parquet")]
-    result = probe(env, *args, prelude=prelude)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert "ray imported: False" in result.stderr
-
-
-def test_a_second_launcher_on_the_same_store_is_refused(env, tmp_path):
-    with ResultStore(tmp_path / "results.parquet"):
-        result = probe(env, "--grid", "smoke", "--results", str(tmp_path / "results.parquet"))
-    assert result.returncode == 2
-    assert f"another launcher (pid {os.getpid()})" in result.stderr and "ray imported: False" in result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -176,30 +85,21 @@ def test_optuna_search_lands_tagged_rows_and_reuses_measured_latents(env, sessio
     assert set(df[df["search"] == "grid"]["trial_id"]) == smoke_ids(3)
 
 
-@pytest.mark.slow
-def test_a_killed_launcher_keeps_finished_trials_and_the_relaunch_runs_only_the_rest(env, sessions, tmp_path):
-    path = tmp_path / "results.parquet"
-    args = [sys.executable, "study/launch.py", "--grid", "smoke", "--results", str(path)]
-    first = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
-    sessions.append(first.pid)
-    deadline = time.monotonic() + 240
-    while not live_parts(path):
-        assert first.poll() is None and time.monotonic() < deadline, "no trial finished"
-        if path.exists():
-            pd.read_parquet(path)  # readable while trials land
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    kept = {part.name: (part.stat().st_ino, pd.read_parquet(part)["started_at"][0]) for part in live_parts(path)}
-    assert 1 <= len(kept) < len(grids.GRIDS["smoke"])  # killed mid-grid
-    assert len(pd.read_parquet(path)) == len(kept)
+def test_a_grid_file_and_set_overrides_make_a_custom_grid(env, tmp_path):
+    """Grids as data: a YAML list of overrides, --set applied to every entry, planned without Ray."""
+    grid = tmp_path / "mine.yaml"
+    grid.write_text("- {dataset: digits, latent: 8}\n- {dataset: digits, latent: 16, model: vae}\n")
+    args = ["--grid-file", str(grid), "--set", "epochs=2", "--set", "depth=[3,3,2,1]", "--dry-run"]
+    result = probe(env, *args, "--results", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "grid mine: 2 curves, 2 trials" in result.stdout
+    assert re.search(r"digits dae f16 d3-3-2-1 epochs=2 +1 latents: 8$", result.stdout, re.M)
+    assert re.search(r"digits vae f16 d3-3-2-1 epochs=2 +1 latents: 16$", result.stdout, re.M)
+    assert "ray imported: False" in result.stderr
 
-    second = launch(env, sessions, "--grid", "smoke", "--results", str(path))
-    assert second.returncode == 0, second.stderr
-    assert f"{len(kept)} already done" in second.stdout
-    assert len(re.findall(r"^\[\d+/\d+\] ok ", second.stdout, re.M)) == len(grids.GRIDS["smoke"]) - len(kept)
-    after = {part.name: (part.stat().st_ino, pd.read_parquet(part)["started_at"][0]) for part in live_parts(path)}
-    assert {name: after[name] for name in kept} == kept  # the same files, never rerun
-    df = pd.read_parquet(path)
-    assert set(df["trial_id"]) == smoke_ids(len(grids.GRIDS["smoke"])) and (df["status"] == "ok").all()
-    assert not (path / "_superseded").exists()
+
+def test_set_overrides_every_entry_and_trials_it_makes_identical_run_once():
+    trials = grids.expand("smoke", overrides={"latent": 8, "epochs": 2})
+    assert {(cfg.latent, cfg.epochs) for cfg in trials} == {(8, 2)}
+    assert len(trials) == len(grids.SMOKE) - 1  # the smoke grid's first two entries differ only in latent
+    assert len({cfg.trial_id() for cfg in trials}) == len(trials)

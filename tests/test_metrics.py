@@ -265,3 +265,29 @@ def test_reference_stats_cache_and_distances(digits, monkeypatch):
     noise = torch.randint(0, 256, data.test.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     to_noise = metrics.score(noise, extractor, ref)
     assert 0 < to_train < 0.05 * to_noise
+
+
+@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")  # inside pytorch-fid
+@pytest.mark.filterwarnings("ignore:Matrix is singular")  # digits-cnn has dead ReLU units; sqrtm copes here
+def test_score_matches_pytorch_fids_own_path(digits):
+    """Batched on-device features + eigh trace == host DataLoader at batch 50 + scipy sqrtm, within 1e-3."""
+    data, extractor, cache_dir = digits
+    ref = metrics.reference_stats("digits", data.test, extractor, cache_dir)
+    images = data.train[:700].float() / 255
+    ours = metrics.score(images, extractor, ref)
+    theirs = metrics.pytorch_fid_distance(images, extractor, ref)
+    assert ours == pytest.approx(theirs, abs=1e-3)
+    assert ours > 0.01  # not two zeros
+
+
+def test_frechet_distance_takes_tensors_on_their_device():
+    rng = np.random.default_rng(7)
+    s1, s2 = random_psd(rng, 16), random_psd(rng, 16)
+    m1, m2 = rng.standard_normal(16), rng.standard_normal(16)
+    expected = metrics.frechet_distance(m1, s1, m2, s2)
+    mu, sigma = torch.from_numpy(m1), torch.from_numpy(s1).float()  # float32 tensors are promoted to float64
+    assert metrics.frechet_distance(mu, sigma, m2, s2) == pytest.approx(expected, rel=1e-6)
+    features = torch.randn(40, 5, dtype=torch.float64)
+    mu_t, sigma_t = metrics.moments(features)
+    np.testing.assert_allclose(sigma_t.numpy(), np.cov(features.numpy(), rowvar=False), rtol=1e-12)
+    assert mu_t.device == features.device

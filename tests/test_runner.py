@@ -71,10 +71,29 @@ def test_a_search_suggestion_overrides_the_curves_latent():
 
 def test_gpu_shares_grow_with_the_model_and_ask_for_gpus_only_when_used():
     small, large = make_config({"filters": 32}), make_config({"filters": 256, "depth": 2})
-    assert 0 < gpu_fraction(small) < gpu_fraction(make_config({})) < gpu_fraction(large) == 1.0
+    medium = make_config({"filters": 64})
+    assert 0 < gpu_fraction(small) < gpu_fraction(medium) < gpu_fraction(large) == 1.0
+    assert gpu_fraction(make_config({"filters": 32, "depth": 2})) == 2 * gpu_fraction(small)
     assert gpu_fraction(make_config({"dataset": "celeba", "filters": 64})) > gpu_fraction(make_config({"filters": 64}))
     config = {"trial": asdict(small)}
     table = runner.trial_resources(runner.Resources(2, "table", None))(config)
     cpu_only = runner.trial_resources(runner.Resources(2, 0.0, None))(config)
     assert table.bundles == [{"CPU": 2, "GPU": gpu_fraction(small)}]
     assert cpu_only.bundles == [{"CPU": 2}]
+
+
+def test_an_error_around_run_trial_becomes_a_failed_row_not_a_tune_retry(tmp_path, monkeypatch):
+    """Tune retries whatever a trainable raises, so a deterministic error must come back as a row instead."""
+    reported = []
+    monkeypatch.setattr(runner.tune, "report", reported.append)
+    monkeypatch.setattr(runner, "run_trial", lambda overrides: {}["a key a stale worker's code does not have"])
+    runner.train_one({"trial": asdict(CFG)}, cpus=1, metric="fd_mvg", measured={})  # returns, raises nothing
+    (result,) = reported
+    assert result[runner.SCORE_KEY] is None
+    trial = FakeTrial({"trial": asdict(CFG)})
+    tracker = callback(tmp_path)
+    tracker.on_trial_result(0, [trial], trial, result)  # the driver completes the row from the trial's config
+    stored = pd.read_parquet(tmp_path / "results.parquet").iloc[0]
+    assert (stored.trial_id, stored.status, stored.latent, stored.grid) == (CFG.trial_id(), "failed", 8, "g")
+    assert stored.error.startswith("KeyError: ") and "in <lambda>" in stored.traceback
+    assert tracker.failed == 1

@@ -1,7 +1,9 @@
 import math
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -115,3 +117,49 @@ def test_a_second_holder_is_refused_with_the_first_ones_pid(tmp_path):
         holder.wait()
     with ResultStore(path):  # the kernel dropped the lock with the process
         pass
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL at one precise instant."""
+
+
+def test_a_crash_while_a_row_is_replaced_leaves_the_old_row_live(tmp_path, monkeypatch):
+    """The old part is linked aside before the new one is renamed over it: no instant without a live row."""
+    path = tmp_path / "results.parquet"
+    store = ResultStore(path)
+    store.write(make_row(4, status="failed", error="first try"))
+
+    def killed(*args):
+        raise Killed
+
+    monkeypatch.setattr(os, "replace", killed)  # the publishing rename never happens
+    with pytest.raises(Killed):
+        store.write(make_row(4, status="ok"))
+    monkeypatch.undo()
+    store.close()
+    assert pd.read_parquet(path)["error"].tolist() == ["first try"]
+    with ResultStore(path) as reopened:  # the relaunch: the trial is still failed, so it runs again
+        assert reopened.status == {make_row(4)["trial_id"]: "failed"} and not list(path.glob(".tmp-*"))
+    assert len(list((path / SUPERSEDED).iterdir())) == 1  # a spare copy, never read as live
+
+
+def test_a_part_with_a_damaged_page_is_caught_by_its_checksum(tmp_path):
+    """A flipped byte inside a column chunk leaves the footer (and a two-column read) intact; the checksums don't."""
+    path = tmp_path / "results.parquet"
+    with ResultStore(path) as store:
+        losses = np.random.default_rng(0).random(2000)  # incompressible: its bytes stand in the file as written
+        part = store.write(make_row(4, loss_history=losses.tolist()))
+    raw = bytearray(part.read_bytes())
+    raw[raw.index(losses[1000].tobytes()) + 3] ^= 0xFF  # inside the loss_history page
+    part.write_bytes(bytes(raw))
+    with ResultStore(path) as store:
+        assert [p.parent.name for p in store.corrupt] == [CORRUPT] and store.status == {}
+
+
+def test_a_relaunch_skips_ok_and_diverged_trials_and_reruns_failed_ones(tmp_path):
+    ok, diverged, failed = make_row(4), make_row(8, status="diverged"), make_row(16, status="failed")
+    with ResultStore(tmp_path / "results.parquet") as store:
+        for row in (ok, diverged, failed):
+            store.write(row)
+        assert store.done() == {ok["trial_id"], diverged["trial_id"]}
+        assert store.done(frozenset({"ok"})) == {ok["trial_id"]}  # --rerun-diverged

@@ -19,8 +19,13 @@ DATASETS = ("cifar10", "celeba", "digits")
 MODELS = ("dae", "vae")
 LATENT_NORMS = ("none", "bn", "sn", "ln")
 FEATURE_EXTRACTORS = ("auto", "inception-fid", "digits-cnn")
+PRECISIONS = ("auto", "fp32", "bf16")
+GMM_BACKENDS = ("auto", "torch", "sklearn")
+TRAIN_LOOPS = ("fast", "plain")
 N_STAGES = 4  # encoder stages with f, 2f, 4f, 8f filters
-RUNTIME_FIELDS = frozenset({"data_root", "cache_dir", "device", "verify_checksums"})
+RUNTIME_FIELDS = frozenset(
+    {"data_root", "cache_dir", "device", "verify_checksums", "precision", "compile", "gmm_backend", "train_loop"}
+)
 # The dataclass defaults are the paper's protocol; the offline digits dataset starts smaller so that a
 # plain run_trial({"dataset": "digits"}) fits a laptop CPU. Explicit overrides still win.
 DATASET_DEFAULTS = {"digits": {"filters": 16, "latent": 16, "n_samples": 1000}}
@@ -51,6 +56,11 @@ class TrialConfig:
     cache_dir: str = ""  # "" -> $DAE_CACHE_DIR or ~/.cache/dae-study
     device: str = "auto"  # auto: cuda when available, else cpu
     verify_checksums: bool = True  # off only for the tests' tiny fixtures
+    # how fast it runs (see train.py and priors.py; benchmarks/ measures each): the row records what was used
+    precision: str = "auto"  # training compute: auto = bf16 autocast on CUDA, fp32 on CPU; the loss is always fp32
+    compile: bool = False  # torch.compile forward + loss: off until benchmarks/throughput.py shows it repays compiling
+    gmm_backend: str = "auto"  # auto: scikit-learn's EM in float64 torch on CUDA (same fit), scikit-learn on CPU
+    train_loop: str = "fast"  # fast: data resident on the device; plain: the DataLoader baseline it is measured against
 
     @property
     def stage_depths(self) -> tuple[int, ...]:
@@ -139,6 +149,9 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     _check_choice("model", cfg.model, MODELS)
     _check_choice("latent_norm", cfg.latent_norm, LATENT_NORMS)
     _check_choice("feature_extractor", cfg.feature_extractor, FEATURE_EXTRACTORS)
+    _check_choice("precision", cfg.precision, PRECISIONS)
+    _check_choice("gmm_backend", cfg.gmm_backend, GMM_BACKENDS)
+    _check_choice("train_loop", cfg.train_loop, TRAIN_LOOPS)
     if cfg.filters < 1 or cfg.filters & (cfg.filters - 1):
         raise ValueError(f"filters: must be a power of two (the stages use f, 2f, 4f, 8f), got {cfg.filters}")
     for name in ("latent", "epochs", "n_samples", "gmm_components"):

@@ -14,10 +14,12 @@ Flow of one score: images -> ``Extractor.features`` -> ``gaussian_stats`` -> ``f
 against the reference statistics, which ``reference_stats`` computes once and caches on disk.
 """
 
+import contextlib
 import hashlib
 import os
 import pickle
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
@@ -26,11 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 EXTRACTORS = ("inception-fid", "digits-cnn")
 DIGITS_CNN_FILE = "digits-cnn.pt"
 STATS_DIR = "reference-stats"
+FEATURE_BATCH = 250  # images per network call: hundreds keep a GPU busy; Inception's activations: ~14 MiB an image
 
 
 # --------------------------------------------------------------------------- Fréchet distance
@@ -44,47 +48,61 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     is needed: with A = S1^{1/2} (symmetric, from an eigendecomposition), S1 S2 = A (A S2) has the same
     eigenvalues as A S2 A, which is symmetric PSD, so tr((S1 S2)^{1/2}) = sum(sqrt(eigvalsh(A S2 A))).
     This is exact for any PSD inputs, rank-deficient ones included.
+
+    Inputs are numpy arrays or tensors; it runs on the device of the first tensor among them (CPU for
+    numpy), so a GPU trial's 2048-d statistics never leave the card.
     """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, dtype=np.float64)), np.atleast_1d(np.asarray(mu2, dtype=np.float64))
-    sigma1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))
-    sigma2 = np.atleast_2d(np.asarray(sigma2, dtype=np.float64))
+    inputs = (mu1, sigma1, mu2, sigma2)
+    device = next((v.device for v in inputs if isinstance(v, torch.Tensor)), "cpu")
+    mu1, sigma1, mu2, sigma2 = (torch.as_tensor(v, dtype=torch.float64, device=device) for v in inputs)
+    mu1, mu2, sigma1, sigma2 = torch.atleast_1d(mu1, mu2) + torch.atleast_2d(sigma1, sigma2)
     d = mu1.shape[0]
     if mu1.ndim != 1 or mu1.shape != mu2.shape or sigma1.shape != (d, d) or sigma2.shape != (d, d):
         raise ValueError(
-            f"frechet_distance: shapes do not match: mu1 {mu1.shape}, mu2 {mu2.shape}, "
-            f"sigma1 {sigma1.shape}, sigma2 {sigma2.shape} (expected means (d,) and covariances (d, d))"
+            f"frechet_distance: shapes do not match: mu1 {tuple(mu1.shape)}, mu2 {tuple(mu2.shape)}, "
+            f"sigma1 {tuple(sigma1.shape)}, sigma2 {tuple(sigma2.shape)} (expected means (d,) and covariances (d, d))"
         )
     for name, value in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
-        if not np.isfinite(value).all():
+        if not torch.isfinite(value).all():
             raise ValueError(f"frechet_distance: {name} has non-finite entries")
     sigma1 = (sigma1 + sigma1.T) / 2
     sigma2 = (sigma2 + sigma2.T) / 2
 
-    eigenvalues, eigenvectors = np.linalg.eigh(sigma1)
-    root1 = (eigenvectors * np.sqrt(_drop_roundoff(eigenvalues))) @ eigenvectors.T  # S1^{1/2}
+    eigenvalues, eigenvectors = torch.linalg.eigh(sigma1)
+    root1 = (eigenvectors * _drop_roundoff(eigenvalues).sqrt()) @ eigenvectors.T  # S1^{1/2}
     middle = root1 @ sigma2 @ root1
-    tr_covmean = np.sqrt(_drop_roundoff(np.linalg.eigvalsh((middle + middle.T) / 2))).sum()
+    tr_covmean = _drop_roundoff(torch.linalg.eigvalsh((middle + middle.T) / 2)).sqrt().sum()
 
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+    return float(diff @ diff + sigma1.trace() + sigma2.trace() - 2 * tr_covmean)
 
 
-def _drop_roundoff(eigenvalues: np.ndarray) -> np.ndarray:
+def _drop_roundoff(eigenvalues: torch.Tensor) -> torch.Tensor:
     """Zero the eigenvalues that are roundoff (numpy.linalg.matrix_rank's tolerance) before a square root.
 
     A singular covariance has eigenvalues that should be 0 but come out as +-1e-16 * max; their square
     roots (1e-8 * sqrt(max) each) would add up to a visible error over hundreds of dimensions.
     """
-    tol = eigenvalues.size * np.finfo(np.float64).eps * np.abs(eigenvalues).max(initial=0.0)
-    return np.where(eigenvalues > tol, eigenvalues, 0.0)
+    if eigenvalues.numel() == 0:
+        return eigenvalues
+    tol = eigenvalues.numel() * torch.finfo(torch.float64).eps * eigenvalues.abs().max()
+    return torch.where(eigenvalues > tol, eigenvalues, 0.0)
 
 
-def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance (ddof=1, like pytorch-fid) of an (N, d) feature matrix, in float64."""
-    features = np.asarray(features, dtype=np.float64)
+    mu, sigma = moments(torch.as_tensor(features))
+    return mu.cpu().numpy(), sigma.cpu().numpy()
+
+
+def moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """gaussian_stats as float64 tensors on the features' device."""
     if features.ndim != 2 or features.shape[0] < 2:
-        raise ValueError(f"gaussian_stats: need an (N, d) array with N >= 2, got shape {features.shape}")
-    return features.mean(axis=0), np.atleast_2d(np.cov(features, rowvar=False))
+        raise ValueError(f"gaussian_stats: need an (N, d) array with N >= 2, got shape {tuple(features.shape)}")
+    x = features.double()
+    mu = x.mean(dim=0)
+    centred = x - mu
+    return mu, centred.T @ centred / (len(x) - 1)
 
 
 # --------------------------------------------------------------------------- Inception (FID) weights
@@ -172,12 +190,20 @@ def inception_network(weights: str | Path | None = None, random_weights: bool = 
 
 
 def random_inception_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """Seeded random weights in the layout of the real FID weights file (torchvision's inception_v3 keys)."""
+    """Seeded random weights in the layout of the real FID weights file (torchvision's inception_v3 keys).
+
+    The convolutions get He-normal weights, which keep activations near unit size through the network's ~90
+    layers, so pool3 features and their distances are of the real network's magnitude (torchvision's own
+    init, std 0.1, grows them to ~1e11, where a Fréchet distance is ~1e23 and float64 noise is larger than 1).
+    """
     import torchvision
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        donor = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=True)
+        donor = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
+        for module in donor.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
     return donor.state_dict()
 
 
@@ -263,7 +289,7 @@ def digits_cnn(cache_dir: Path) -> DigitsCNN:
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             return model.eval()
-        except (RuntimeError, OSError, pickle.UnpicklingError):  # truncated, or from an older architecture
+        except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError):  # damaged or stale
             pass  # retrain and overwrite below
     from trainables.data import load_dataset
 
@@ -279,25 +305,46 @@ def digits_cnn(cache_dir: Path) -> DigitsCNN:
 
 @dataclass
 class Extractor:
-    """A named feature network on a device; `weights_id` fingerprints its weights for cache keys."""
+    """A named feature network on a device; `weights_id` fingerprints its weights for cache keys.
+
+    Its convolutions run in true fp32 unless `tf32`: cuDNN's default TF32 rounds their inputs to 10 mantissa
+    bits, which would make a score depend on the card (the paper's 2080Ti has no TF32). benchmarks/scoring.py
+    measures what TF32 would save and change.
+    """
 
     name: str
     dim: int
     network: nn.Module
     device: torch.device
     weights_id: str
+    tf32: bool = False
 
     @torch.no_grad()
-    def features(self, images: torch.Tensor, batch_size: int = 250) -> np.ndarray:
-        """(N, C, H, W) images, float in [0, 1] or uint8, on any device -> (N, dim) float64 features."""
+    def device_features(self, images: torch.Tensor, batch_size: int = FEATURE_BATCH) -> torch.Tensor:
+        """(N, C, H, W) images, float in [0, 1] or uint8, on any device -> (N, dim) float32 features on the device.
+
+        Generated images are already on the device: nothing crosses to the host.
+        """
         if images.ndim != 4:
             raise ValueError(f"{self.name}: expected images of shape (N, C, H, W), got {tuple(images.shape)}")
-        out = []
-        for batch in images.split(batch_size):
-            out.append(self.network(_to_unit_float(batch.to(self.device))).double().cpu())
-        if not out:
-            return np.zeros((0, self.dim))
-        return torch.cat(out).numpy()
+        with cudnn_tf32(self.tf32):
+            out = [self.network(_to_unit_float(batch.to(self.device))).float() for batch in images.split(batch_size)]
+        return torch.cat(out) if out else torch.zeros((0, self.dim), device=self.device)
+
+    def features(self, images: torch.Tensor, batch_size: int = FEATURE_BATCH) -> np.ndarray:
+        """device_features as a float64 numpy array on the host."""
+        return self.device_features(images, batch_size).double().cpu().numpy()
+
+
+@contextlib.contextmanager
+def cudnn_tf32(allowed: bool):
+    """Allow or forbid TF32 in cuDNN convolutions for the block; the process-wide switch is restored after."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
 
 
 _EXTRACTORS: dict[tuple, Extractor] = {}
@@ -346,17 +393,43 @@ def reference_stats(dataset: str, images: torch.Tensor, extractor: Extractor, ca
     name = f"{dataset}-{extractor.name}-{extractor.weights_id}-n{len(images)}-{image_hash}.npz"
     path = Path(cache_dir).expanduser() / STATS_DIR / name
     if path.is_file():
-        with np.load(path, allow_pickle=False) as stats:
-            return stats["mu"], stats["sigma"]
-    mu, sigma = gaussian_stats(extractor.features(images))
+        try:
+            with np.load(path, allow_pickle=False) as stats:
+                return stats["mu"], stats["sigma"]
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):  # damaged: recompute and overwrite
+            pass
+    mu, sigma = gaussian_stats(extractor.device_features(images))
     _atomic_write(path, lambda f: np.savez(f, mu=mu, sigma=sigma))
     return mu, sigma
 
 
 def score(images: torch.Tensor, extractor: Extractor, ref_stats: tuple[np.ndarray, np.ndarray]) -> float:
-    """Fréchet distance between `images` and the reference statistics in the extractor's feature space."""
-    mu, sigma = gaussian_stats(extractor.features(images))
+    """Fréchet distance between `images` and the reference statistics in the extractor's feature space.
+
+    Features, statistics and distance stay on the extractor's device, in batches of hundreds.
+    """
+    mu, sigma = moments(extractor.device_features(images))
     return frechet_distance(mu, sigma, *ref_stats)
+
+
+def pytorch_fid_distance(images: torch.Tensor, extractor: Extractor, ref_stats, batch_size: int = 50) -> float:
+    """pytorch-fid's own scoring path, the baseline `score` is timed and checked against.
+
+    As pytorch_fid.fid_score.get_activations and calculate_activation_statistics do it: the images on the
+    host in a DataLoader at batch 50, one copy to the device per batch, features back to the host, numpy
+    statistics, then calculate_frechet_distance (scipy's sqrtm). Same network and conv precision as `score`.
+    """
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    features = np.empty((len(images), extractor.dim))
+    start = 0
+    with torch.no_grad(), cudnn_tf32(extractor.tf32):
+        for (batch,) in DataLoader(TensorDataset(images.cpu()), batch_size=batch_size):
+            pred = extractor.network(_to_unit_float(batch.to(extractor.device))).cpu().numpy()
+            features[start : start + len(pred)] = pred
+            start += len(pred)
+    mu, sigma = np.mean(features, axis=0), np.cov(features, rowvar=False)
+    return float(calculate_frechet_distance(mu, sigma, *ref_stats))
 
 
 # --------------------------------------------------------------------------- helpers

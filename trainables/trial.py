@@ -60,6 +60,7 @@ RESULT_COLUMNS = {
     "gmm_n_iter": int,
     "gmm_attempts": int,
     "gmm_error": str,
+    "gmm_backend": str,  # sklearn | torch: the implementation that fitted the GMM
     "code_dead_units": int,
     "code_abs_skew": float,
     "code_excess_kurtosis": float,
@@ -75,6 +76,9 @@ RESULT_COLUMNS = {
     "torch_version": str,
     "hostname": str,
     "device": str,
+    "precision": str,  # fp32 | bf16: what the training forward ran in
+    "compiled": bool,  # whether the training forward ran under torch.compile
+    "train_loop": str,  # fast | plain (the DataLoader baseline)
     "started_at": str,
     "wall_s": float,
     "train_s": float,
@@ -89,8 +93,7 @@ RESULT_COLUMNS = {
 def run_trial(overrides: dict | TrialConfig | None = None) -> dict:
     """One trial -> one row with every column of RESULT_COLUMNS (None where not reached)."""
     cfg = make_config(overrides)
-    row = dict.fromkeys(RESULT_COLUMNS)
-    row.update(cfg.science(), trial_id=cfg.trial_id(), fid=cfg.feature_extractor == "inception-fid")
+    row = new_row(cfg)
     row.update(provenance(), started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     start = time.perf_counter()
     try:
@@ -98,6 +101,13 @@ def run_trial(overrides: dict | TrialConfig | None = None) -> dict:
     except Exception as exc:  # a crash is a result too: the study records it and goes on
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback_summary(exc))
     row["wall_s"] = time.perf_counter() - start
+    return row
+
+
+def new_row(cfg: TrialConfig) -> dict:
+    """Every column None but the trial's identity and config: what is known before anything runs."""
+    row = dict.fromkeys(RESULT_COLUMNS)
+    row.update(cfg.science(), trial_id=cfg.trial_id(), fid=cfg.feature_extractor == "inception-fid")
     return row
 
 
@@ -113,6 +123,7 @@ def execute(cfg: TrialConfig, row: dict) -> None:
     row.update(encoder_params=count_parameters(model.encoder), decoder_params=count_parameters(model.decoder))
     result = train(model, train_images, cfg)
     row.update(train_s=result.seconds, loss_history=result.losses, train_loss=result.losses[-1])
+    row.update(precision=result.precision, compiled=result.compiled, train_loop=cfg.train_loop)
     if result.diverged_epoch is not None:
         row.update(
             status="diverged",
@@ -134,7 +145,7 @@ def evaluate(model, cfg: TrialConfig, train_images: torch.Tensor, test_images: t
     row["encode_s"], clock = time.perf_counter() - clock, time.perf_counter()
 
     mvg = priors.fit_mvg(train_np)
-    gmm = priors.fit_gmm(train_np, cfg.gmm_components, cfg.seed)
+    gmm = priors.fit_gmm(train_np, cfg.gmm_components, cfg.seed, cfg.gmm_backend, train_codes.device)
     row.update(
         mvg_jitter=mvg.jitter,
         gmm_components_used=gmm.components,
@@ -143,6 +154,7 @@ def evaluate(model, cfg: TrialConfig, train_images: torch.Tensor, test_images: t
         gmm_n_iter=gmm.n_iter,
         gmm_attempts=gmm.attempts,
         gmm_error=gmm.error,
+        gmm_backend=gmm.backend,
     )
     row.update(priors.gaussianity(test_np, mvg, gmm))
     row.update(code_sample(train_np, cfg.seed))

@@ -1,0 +1,105 @@
+"""Small models share a GPU: aggregate training images/s with 1, 2, 4 and 8 concurrent trials on one device.
+
+    python -m benchmarks.packing                  # CPU, tiny: 4 and 8 filters x 1 and 2 processes (checks it works)
+    python -m benchmarks.packing --size paper     # GPU: 32, 64, 128 filters x 1, 2, 4, 8 processes
+
+Each trial is a process of its own, as Ray runs them, training the real model with trainables.train.train on a
+CIFAR-10-shaped random uint8 tensor resident on the device. After a warm-up (cuDNN autotuning, lazy initialisation)
+all processes start together behind a barrier; aggregate images/s = all images trained / (last finish - first
+start). The recommended share of a GPU for a model size is 1/k for the smallest k within SLACK of the best aggregate
+rate whose k processes fit in the card's memory together (each one's peak training memory plus EVAL_RESERVE_GIB for
+its CUDA context and its scoring phase, Inception at batch 250).
+"""
+
+import multiprocessing
+import os
+import time
+
+import torch
+
+from benchmarks.common import arguments, print_table, random_images, setup
+from trainables.config import make_config
+from trainables.models import build_model
+from trainables.train import train
+
+SIZES = {
+    "cpu": {"filters": (4, 8), "processes": (1, 2), "images": 256, "epochs": 1},
+    "paper": {"filters": (32, 64, 128), "processes": (1, 2, 4, 8), "images": 50_000, "epochs": 2},
+}
+SLACK = 0.05  # a smaller share that is within 5% of the best rate is not worth the crowding
+EVAL_RESERVE_GIB = 4.5  # CUDA context ~0.5 + Inception at batch 250 (~14 MiB of activations an image, measured on CPU)
+WARMUP_BATCHES = 8
+
+
+def worker(filters: int, images: int, epochs: int, device: str, threads: int, barrier, results) -> None:
+    torch.set_num_threads(threads)
+    cfg = make_config({"filters": filters, "epochs": epochs, "device": device})
+    data = random_images(images).to(device)
+    model = build_model(cfg).to(device)
+    train(model, data[: WARMUP_BATCHES * cfg.batch_size], cfg.replace(epochs=1))
+    barrier.wait()
+    start = time.time()
+    train(model, data, cfg)
+    end = time.time()
+    peak_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.startswith("cuda") else 0.0
+    results.put((start, end, images * epochs, peak_gib))
+
+
+def measure(filters: int, processes: int, size: dict, device: torch.device) -> dict:
+    """k trials at once on one device -> aggregate images/s and the largest peak memory of one of them."""
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    barrier, results = context.Barrier(processes), context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    args = (filters, size["images"], size["epochs"], str(device), threads, barrier, results)
+    workers = [context.Process(target=worker, args=args) for _ in range(processes)]
+    for process in workers:
+        process.start()
+    reports = [results.get(timeout=600) for _ in workers]
+    for process in workers:
+        process.join()
+    starts, ends, images, peaks = zip(*reports, strict=True)
+    return {"images_per_s": sum(images) / (max(ends) - min(starts)), "peak_gib": max(peaks)}
+
+
+def recommend(measured: dict[int, dict], memory_gib: float | None) -> int:
+    """The smallest concurrency within SLACK of the best aggregate rate among those that fit in memory."""
+    fits = [
+        k for k, m in measured.items() if memory_gib is None or k * (m["peak_gib"] + EVAL_RESERVE_GIB) <= memory_gib
+    ]
+    if not fits:
+        return 1
+    best = max(measured[k]["images_per_s"] for k in fits)
+    return min(k for k in fits if measured[k]["images_per_s"] >= (1 - SLACK) * best)
+
+
+def main(argv=None) -> None:
+    args = arguments(__doc__.splitlines()[0]).parse_args(argv)
+    device = setup(args)
+    size = SIZES[args.size]
+    memory_gib = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
+    rows, fractions = [], {}
+    for filters in size["filters"]:
+        measured = {k: measure(filters, k, size, device) for k in size["processes"]}
+        chosen = recommend(measured, memory_gib)
+        fractions[filters] = 1 / chosen
+        alone = measured[min(measured)]["images_per_s"]
+        for k, m in measured.items():
+            rate = m["images_per_s"]
+            rows.append(
+                [filters, k, rate, rate / k, rate / alone, m["peak_gib"], "<- recommended" if k == chosen else ""]
+            )
+    print_table(
+        "Packing: concurrent trials per device",
+        ["filters", "trials", "aggregate images/s", "per trial", "x one trial", "peak GiB per trial", ""],
+        rows,
+        [
+            f"{size['images']:,} CIFAR-10-shaped random images x {size['epochs']} epochs per trial, batch 128, "
+            f"depth 1, latent 128, the trainer's defaults for {device.type} (precision, layout).",
+            "Recommended GPU fraction per model size (depth 1): "
+            + ", ".join(f"{f} filters -> {share:g}" for f, share in fractions.items()),
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Running the launcher from tests as researchers run it: a subprocess in a session of its own, cleaned up after.
+
+Ray's processes (GCS, raylet, workers) join the launcher's session and outlive a SIGKILLed launcher, so tests
+track sessions, not pids (the `sessions` fixture in conftest.py kills what is left and checks nothing is).
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# Runs main() in-process and says afterwards whether anything imported Ray.
+PROBE = (
+    "import sys; from study.launch import main; code = main(sys.argv[1:]); "
+    "print('ray imported:', 'ray' in sys.modules, file=sys.stderr); sys.exit(code)"
+)
+
+
+def start(env: dict, sessions: list[int], *args: str, **popen) -> subprocess.Popen:
+    """`python study/launch.py ARGS` in a new session, recorded in `sessions` for the clean-up."""
+    proc = subprocess.Popen(
+        [sys.executable, "study/launch.py", *args], cwd=REPO, env=env, text=True, start_new_session=True, **popen
+    )
+    sessions.append(proc.pid)
+    return proc
+
+
+def launch(env: dict, sessions: list[int], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the launcher to the end and return what it printed."""
+    proc = start(env, sessions, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def probe(env: dict, *args: str, prelude: str = "") -> subprocess.CompletedProcess:
+    """main(ARGS) in a fresh interpreter; its stderr ends with whether Ray was imported."""
+    return subprocess.run(
+        [sys.executable, "-c", prelude + PROBE, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def kill_sessions(sids: list[int], wait_s: float = 10) -> None:
+    """SIGKILL every process left in these sessions and wait for them to go."""
+    deadline = time.monotonic() + wait_s
+    while (members := [pid for sid in sids for pid in session_members(sid)]) and time.monotonic() < deadline:
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+
+
+def session_members(sid: int) -> list[int]:
+    """Live (non-zombie) processes of session `sid`, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp session
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
