@@ -39,8 +39,8 @@ RESULT_COLUMNS = {
     **{name: type(field_default) for name, field_default in TrialConfig().science().items()},
     **{f"fd_{name}": float for name in SCORED_SETS},
     "fid": bool,  # True only when the features are the standard Inception pool3 ones
-    "n_reference": int,
-    "n_scored": int,
+    "n_reference": int,  # reference (test) images; Test R reconstructs these same images
+    "n_scored": int,  # samples drawn from each prior; Train R uses min(n_scored, n_train) training images
     "n_train": int,
     "n_test": int,
     "train_loss": float,
