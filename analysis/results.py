@@ -11,12 +11,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trainables.config import TrialConfig
+from trainables.config import CURVE_FIELDS, PROTOCOL_FIELDS, TrialConfig
 
 PAPER = TrialConfig()  # its defaults are the paper's protocol
 CONFIG_FIELDS = tuple(PAPER.science())
-CURVE_KEYS = tuple(field for field in CONFIG_FIELDS if field not in ("latent", "seed"))
-PROTOCOL_FIELDS = ("epochs", "batch_size", "lr", "n_samples", "gmm_components", "beta")
+CURVE_KEYS = CURVE_FIELDS
 SAMPLERS = {"normal": "N(0,I)", "mvg": "MVG", "gmm": "GMM"}
 SCORES = {"train_recon": "Train R", "test_recon": "Test R", **SAMPLERS}
 REQUIRED = (*CONFIG_FIELDS, "trial_id", "status", *(f"fd_{score}" for score in SCORES))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from trainables.config import FIELDS, TrialConfig, make_config
+from trainables.config import CURVE_FIELDS, FIELDS, PROTOCOL_FIELDS, TrialConfig, make_config
 
 # Depth-1 DAE/VAE curves (Figure 1, Tables 2-3): every latent size in Tables 2-3 (32 ... 768) plus 16, 24,
 # 48 and 1024, so that each minimum has points on both sides (VAEs above 512 may diverge: that is a row too).
@@ -162,9 +162,6 @@ def config_error(grid: Grid, index: int, entry: dict, overrides: dict, exc: Valu
     return ValueError(f"{grid.source}, entry {index} {entry} with {format_override(key, overrides[key])}: {exc}")
 
 
-CURVE_FIELDS = tuple(name for name in TrialConfig().science() if name not in ("latent", "seed"))
-
-
 def curve_key(fields: dict) -> tuple:
     """What a curve shares, from cfg.science() or a stored row: every scientific field but latent and seed."""
     return tuple((name, fields[name]) for name in CURVE_FIELDS)
@@ -180,8 +177,7 @@ def curve_label(cfg: TrialConfig) -> str:
     if cfg.freeze_latent:
         parts.append("frozen")
     defaults = make_config({"dataset": cfg.dataset, "model": cfg.model})
-    protocol = ("beta", "epochs", "batch_size", "lr", "n_samples", "gmm_components")
-    parts += [f"{k}={getattr(cfg, k)}" for k in protocol if getattr(cfg, k) != getattr(defaults, k)]
+    parts += [f"{k}={getattr(cfg, k)}" for k in PROTOCOL_FIELDS if getattr(cfg, k) != getattr(defaults, k)]
     return " ".join(parts)
 
 

@@ -292,7 +292,8 @@ def test_a_worker_killed_once_is_retried_by_ray_and_its_row_is_the_real_one(faul
     assert len(pipe.readers) == 2 and pipe.readers[0] != pipe.readers[1]  # a fresh worker process
     row = faults.row("lost-once")
     assert row["status"] == "ok" and all(math.isfinite(row[f"fd_{name}"]) for name in SCORED_SETS)
-    assert re.search(r"^worker lost running cifar10 dae f4 d1 .* latent 6; retrying$", faults.result.stdout, re.M)
+    retried = re.search(r"^worker lost running cifar10 dae f4 d1 .* latent 6; retrying$", faults.result.stdout, re.M)
+    assert retried, faults.result.stdout  # seen missing once in ~6 full-suite runs: the launcher's output says why
 
 
 @pytest.mark.slow

@@ -88,6 +88,10 @@ class TrialConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig)}
+# A curve (DESIGN.md) is every trial sharing all scientific fields but the latent size and the seed (replicate).
+CURVE_FIELDS = tuple(name for name in TrialConfig().science() if name not in ("latent", "seed"))
+# The paper's fixed training and scoring protocol: a curve that changes one of these is named by it.
+PROTOCOL_FIELDS = ("epochs", "batch_size", "lr", "n_samples", "gmm_components", "beta")
 
 
 def _normalise_depth(value) -> str:
