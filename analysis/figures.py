@@ -15,7 +15,15 @@ from matplotlib.figure import Figure
 
 from analysis import published
 from analysis.optimum import KEYS, latent_stats
-from analysis.results import DATASET_NAMES, PLAIN, SAMPLERS, baseline, metric_name, model_label, pick
+from analysis.results import (
+    DATASET_NAMES,
+    PLAIN,
+    SAMPLERS,
+    baseline,
+    metric_name,
+    model_label,
+    pick,
+)
 from analysis.tables import GAUSSIANITY, make_gaussianity_table
 from trainables.config import TrialConfig
 
@@ -23,9 +31,22 @@ matplotlib.use("Agg")  # files only; the figures are Figure objects and never go
 
 PAPER_DATASETS = ("cifar10", "celeba")
 FILTER_COLOURS = {32: "black", 64: "red", 128: "green", 256: "blue"}
-OTHER_COLOURS = ("purple", "orange", "brown", "grey", "olive", "cyan", "pink")  # widths the paper did not train
+OTHER_COLOURS = (
+    "purple",
+    "orange",
+    "brown",
+    "grey",
+    "olive",
+    "cyan",
+    "pink",
+)  # widths the paper did not train
 DEPTH_STYLES = {"1": "-", "2": "--"}  # deeper ones ("3", "3-3-2-1") dotted
-FROZEN_COLOURS = {("1", False): "green", ("2", False): "blue", ("1", True): "purple", ("2", True): "orange"}
+FROZEN_COLOURS = {
+    ("1", False): "green",
+    ("2", False): "blue",
+    ("1", True): "purple",
+    ("2", True): "orange",
+}
 NORM_COLOURS = {"none": "red", "bn": "green", "sn": "blue", "ln": "black"}
 NOISE_COLOURS = {0.0: "green", 0.1: "blue", 0.5: "purple", 1.0: "red"}
 SAMPLER_STYLES = {"mvg": "-", "gmm": "--", "normal": ":"}  # Figure 4
@@ -51,7 +72,9 @@ def filter_colour(filters: int) -> str:
     return FILTER_COLOURS.get(filters) or OTHER_COLOURS[int(np.log2(filters)) % len(OTHER_COLOURS)]
 
 
-def score_figure(rows: pd.DataFrame, title: str, panels: list[list[str]], style, marks=()) -> Figure:
+def score_figure(
+    rows: pd.DataFrame, title: str, panels: list[list[str]], style, marks=()
+) -> Figure:
     """Score vs latent size, one panel per list of samplers.
 
     style(curve, sampler) -> (legend label, plot kwargs) for each curve; marks: (label, sampler, latent,
@@ -65,16 +88,24 @@ def score_figure(rows: pd.DataFrame, title: str, panels: list[list[str]], style,
         for sampler in samplers:
             for key, points in stats[stats["score"] == sampler].groupby(KEYS, dropna=False):
                 name, kwargs = style(dict(zip(KEYS, key, strict=True)), sampler)
-                ax.plot(points["latent"], points["mean"], marker="o", markersize=3, label=name, **kwargs)
+                ax.plot(
+                    points["latent"], points["mean"], marker="o", markersize=3, label=name, **kwargs
+                )
                 if (points["n"] > 1).any():
                     ax.fill_between(
-                        points["latent"], points["ci_low"], points["ci_high"], alpha=0.15, color=kwargs["color"]
+                        points["latent"],
+                        points["ci_low"],
+                        points["ci_high"],
+                        alpha=0.15,
+                        color=kwargs["color"],
                     )
             for name, _, latent, score in (mark for mark in marks if mark[1] == sampler):
                 ax.plot([latent], [score], "x", markersize=9, mew=2, label=f"{name} (paper)")
         latent_axis(ax, stats["latent"])
         names = " / ".join(SAMPLERS[s] for s in samplers)
-        ax.set(title=f"{names} samples", ylabel=f"{metric} ({names})" if len(samplers) == 1 else metric)
+        ax.set(
+            title=f"{names} samples", ylabel=f"{metric} ({names})" if len(samplers) == 1 else metric
+        )
         ax.legend(fontsize="x-small", ncol=2)
     fig.suptitle(title)
     return fig
@@ -91,7 +122,10 @@ def latent_axis(ax, latents) -> None:
 def model_line(curve: dict, sampler: str) -> tuple[str, dict]:
     """Figure 1: colour by filter width, VAE solid, DAE dotted."""
     line = ":" if curve["model"] == "dae" else "-"
-    return f"{curve['model'].upper()} {curve['filters']}", {"color": filter_colour(curve["filters"]), "linestyle": line}
+    return f"{curve['model'].upper()} {curve['filters']}", {
+        "color": filter_colour(curve["filters"]),
+        "linestyle": line,
+    }
 
 
 def figure_1(ok: pd.DataFrame, dataset: str) -> Figure:
@@ -100,13 +134,17 @@ def figure_1(ok: pd.DataFrame, dataset: str) -> Figure:
         f"ok {dataset} rows at depth 1, {PLAIN_TEXT} (DAE and/or VAE, any filter width, several latent sizes)",
     )
     others = published.table_2()
-    others = others[(others["dataset"] == dataset) & others["model"].isin(["WAE", "RAE", "EAE", "GMM-DAE"])]
+    others = others[
+        (others["dataset"] == dataset) & others["model"].isin(["WAE", "RAE", "EAE", "GMM-DAE"])
+    ]
     marks = [
         (row.model, sampler, row.latent, getattr(row, f"fd_{sampler}"))
         for row in others.itertuples()
         for sampler in ("mvg", "gmm")
     ]
-    title = f"Figure 1 ({DATASET_NAMES.get(dataset, dataset)}): DAE dotted, VAE solid; colour = filters"
+    title = (
+        f"Figure 1 ({DATASET_NAMES.get(dataset, dataset)}): DAE dotted, VAE solid; colour = filters"
+    )
     return score_figure(rows, title, [["mvg"], ["gmm"]], model_line, marks)
 
 
@@ -123,7 +161,10 @@ def figure_2_5(ok: pd.DataFrame) -> Figure:
         if curve["model"] == "vae":
             return "VAE 128 (baseline)", {"color": "black", "linestyle": "-"}
         colour, line = filter_colour(curve["filters"]), DEPTH_STYLES.get(curve["depth"], ":")
-        return f"DAE {curve['filters']} depth {curve['depth']}", {"color": colour, "linestyle": line}
+        return f"DAE {curve['filters']} depth {curve['depth']}", {
+            "color": colour,
+            "linestyle": line,
+        }
 
     best = published.BEST
     marks = [
@@ -135,15 +176,30 @@ def figure_2_5(ok: pd.DataFrame) -> Figure:
 
 
 def figure_3(ok: pd.DataFrame) -> Figure:
-    rows = pick(ok, dataset="cifar10", model="dae", filters=128, depth=("1", "2"), latent_norm="none", noise_std=0.0)
+    rows = pick(
+        ok,
+        dataset="cifar10",
+        model="dae",
+        filters=128,
+        depth=("1", "2"),
+        latent_norm="none",
+        noise_std=0.0,
+    )
     require(
-        rows[rows["freeze_latent"].astype(bool)], "ok cifar10 DAE rows, 128 filters, depth 1 or 2, freeze_latent=True"
+        rows[rows["freeze_latent"].astype(bool)],
+        "ok cifar10 DAE rows, 128 filters, depth 1 or 2, freeze_latent=True",
     )
 
     def style(curve, sampler):
         frozen = " frozen" if curve["freeze_latent"] else ""
-        colour, line = FROZEN_COLOURS[(curve["depth"], bool(curve["freeze_latent"]))], FROZEN_SAMPLER_STYLES[sampler]
-        return f"depth {curve['depth']}{frozen} {SAMPLERS[sampler]}", {"color": colour, "linestyle": line}
+        colour, line = (
+            FROZEN_COLOURS[(curve["depth"], bool(curve["freeze_latent"]))],
+            FROZEN_SAMPLER_STYLES[sampler],
+        )
+        return f"depth {curve['depth']}{frozen} {SAMPLERS[sampler]}", {
+            "color": colour,
+            "linestyle": line,
+        }
 
     title = "Figure 3 (CIFAR-10, DAE 128): depth 1 green / 2 blue, frozen purple / orange; MVG solid, GMM dotted"
     return score_figure(rows, title, [["mvg", "gmm"]], style)
@@ -151,20 +207,31 @@ def figure_3(ok: pd.DataFrame) -> Figure:
 
 def figure_4(ok: pd.DataFrame) -> Figure:
     rows = pick(ok, dataset="cifar10", filters=128, depth="1", noise_std=0.0, freeze_latent=False)
-    require(rows[rows["latent_norm"] != "none"], "ok cifar10 DAE rows, 128 filters, depth 1, latent_norm bn, sn or ln")
+    require(
+        rows[rows["latent_norm"] != "none"],
+        "ok cifar10 DAE rows, 128 filters, depth 1, latent_norm bn, sn or ln",
+    )
 
     def style(curve, sampler):
         colour = "orange" if curve["model"] == "vae" else NORM_COLOURS[curve["latent_norm"]]
         name = model_label(curve["model"], curve["latent_norm"])
-        return f"{name} {SAMPLERS[sampler]}", {"color": colour, "linestyle": SAMPLER_STYLES[sampler]}
+        return f"{name} {SAMPLERS[sampler]}", {
+            "color": colour,
+            "linestyle": SAMPLER_STYLES[sampler],
+        }
 
     title = "Figure 4 (CIFAR-10, 128 filters): DAE red, VAE orange, BN green, SN blue, LN black"
     return score_figure(rows, title, [["mvg", "gmm", "normal"]], style)
 
 
 def figure_noise(ok: pd.DataFrame) -> Figure:
-    rows = pick(ok, dataset="cifar10", filters=128, depth="1", latent_norm="none", freeze_latent=False)
-    require(rows[rows["noise_std"] > 0], "ok cifar10 DAE rows, 128 filters, depth 1, noise_std 0.1, 0.5 or 1")
+    rows = pick(
+        ok, dataset="cifar10", filters=128, depth="1", latent_norm="none", freeze_latent=False
+    )
+    require(
+        rows[rows["noise_std"] > 0],
+        "ok cifar10 DAE rows, 128 filters, depth 1, noise_std 0.1, 0.5 or 1",
+    )
     rows = pd.concat([pick(rows, model="dae"), pick(rows, model="vae", noise_std=0.0)])
 
     def style(curve, sampler):
@@ -173,18 +240,24 @@ def figure_noise(ok: pd.DataFrame) -> Figure:
         colour = NOISE_COLOURS.get(curve["noise_std"], "grey")
         return f"DAE noise std {curve['noise_std']:g}", {"color": colour, "linestyle": "--"}
 
-    title = "Gaussian noise at the decoder input (CIFAR-10, 128 filters, depth 1) vs the VAE baseline"
+    title = (
+        "Gaussian noise at the decoder input (CIFAR-10, 128 filters, depth 1) vs the VAE baseline"
+    )
     return score_figure(rows, title, [["mvg"], ["gmm"]], style)
 
 
 def scatter(ok: pd.DataFrame, dataset: str) -> Figure:
     """A.1 / A.2: encoded training images on pairs of latent units, DAE vs VAE (the rows' code_sample)."""
-    figure, filters, latent, colours = SCATTERS.get(dataset, ("A.1-style", None, None, SCATTERS["cifar10"][3]))
+    figure, filters, latent, colours = SCATTERS.get(
+        dataset, ("A.1-style", None, None, SCATTERS["cifar10"][3])
+    )
     rows = baseline(pick(ok, dataset=dataset))
     rows = rows[rows["code_sample"].notna()] if "code_sample" in rows.columns else rows.iloc[:0]
     if filters is None and not rows.empty:
         filters, latent = widest_shared(rows)
-    size = f"{filters} filters and {latent} latents" if latent else "one filter width and latent size"
+    size = (
+        f"{filters} filters and {latent} latents" if latent else "one filter width and latent size"
+    )
     rows = pick(rows, filters=filters, latent=latent)
     require(rows, f"ok {dataset} rows with code_sample, depth 1, {PLAIN_TEXT}, {size}")
     fig = Figure(figsize=(6.5, 6), layout="constrained")
@@ -200,7 +273,9 @@ def scatter(ok: pd.DataFrame, dataset: str) -> Figure:
     ax.set(xlabel="first latent unit of the pair", ylabel="second latent unit of the pair")
     ax.legend(fontsize="small", markerscale=3)
     name = DATASET_NAMES.get(dataset, dataset)
-    fig.suptitle(f"Figure {figure} ({name}): encoded training images, {filters} filters, {latent} latents")
+    fig.suptitle(
+        f"Figure {figure} ({name}): encoded training images, {filters} filters, {latent} latents"
+    )
     return fig
 
 
@@ -226,23 +301,35 @@ def gaussianity(ok: pd.DataFrame, axis: str) -> Figure:
     family = ["dataset", "model", "depth" if axis == "filters" else "filters"]
     lines = [(key, group) for key, group in table.groupby(family) if group[axis].nunique() > 1]
     if not lines:
-        raise Needs(f"ok rows with the Gaussianity columns, {PLAIN_TEXT}, of one dataset and model at 2 or more {axis}")
+        raise Needs(
+            f"ok rows with the Gaussianity columns, {PLAIN_TEXT}, of one dataset and model at 2 or more {axis}"
+        )
     values = sorted(table[axis].unique(), key=encoder_convs if axis == "depth" else None)
     position = {value: value if axis == "filters" else i for i, value in enumerate(values)}
     fig = Figure(figsize=(5 * len(present), 4.5), layout="constrained")
     for ax, stat in zip(fig.subplots(1, len(present), squeeze=False)[0], present, strict=True):
         for (dataset, model, other), group in lines:
             group = group.assign(x=group[axis].map(position)).sort_values("x")
-            name = f"{dataset} {model.upper()} " + (f"depth {other}" if axis == "filters" else f"{other} filters")
+            name = f"{dataset} {model.upper()} " + (
+                f"depth {other}" if axis == "filters" else f"{other} filters"
+            )
             style = {"marker": "o", "capsize": 3, "linestyle": ":" if model == "dae" else "-"}
-            ax.errorbar(group["x"], group[f"{stat}_mean"], yerr=group[f"{stat}_std"], label=name, **style)
+            ax.errorbar(
+                group["x"], group[f"{stat}_mean"], yerr=group[f"{stat}_std"], label=name, **style
+            )
         if axis == "filters":
             ax.set_xscale("log", base=2)
         ax.set_xticks([position[v] for v in values], [str(v) for v in values])
         ax.minorticks_off()
-        ax.set(title=GAUSSIANITY[stat], ylabel=stat, xlabel="filters (log scale)" if axis == "filters" else "depth")
+        ax.set(
+            title=GAUSSIANITY[stat],
+            ylabel=stat,
+            xlabel="filters (log scale)" if axis == "filters" else "depth",
+        )
         ax.legend(fontsize="x-small")
-    fig.suptitle(f"Hypothesis 2: Gaussianity of the encoded test set vs {axis} (mean ± std over latent sizes)")
+    fig.suptitle(
+        f"Hypothesis 2: Gaussianity of the encoded test set vs {axis} (mean ± std over latent sizes)"
+    )
     return fig
 
 
@@ -259,16 +346,36 @@ PER_DATASET = [  # (file stem, description, builder(ok, dataset)) for each datas
     ),
 ]
 FIXED = [  # (file stem, description, builder(ok))
-    ("figure_2_5", "Figures 2 and 5: CIFAR-10 DAE depth 1 / 2 / 3 / [3,3,2,1] per filter width vs the VAE", figure_2_5),
-    ("figure_3", "Figure 3: CIFAR-10 DAE, 128 filters, depth 1 and 2, latent layer trained vs frozen", figure_3),
-    ("figure_4", "Figure 4: CIFAR-10, 128 filters, latent BN / SN / LN vs plain DAE and VAE, all samplers", figure_4),
-    ("figure_noise", "Noise: CIFAR-10 DAE with decoder-input noise 0 / 0.1 / 0.5 / 1 vs the VAE", figure_noise),
+    (
+        "figure_2_5",
+        "Figures 2 and 5: CIFAR-10 DAE depth 1 / 2 / 3 / [3,3,2,1] per filter width vs the VAE",
+        figure_2_5,
+    ),
+    (
+        "figure_3",
+        "Figure 3: CIFAR-10 DAE, 128 filters, depth 1 and 2, latent layer trained vs frozen",
+        figure_3,
+    ),
+    (
+        "figure_4",
+        "Figure 4: CIFAR-10, 128 filters, latent BN / SN / LN vs plain DAE and VAE, all samplers",
+        figure_4,
+    ),
+    (
+        "figure_noise",
+        "Noise: CIFAR-10 DAE with decoder-input noise 0 / 0.1 / 0.5 / 1 vs the VAE",
+        figure_noise,
+    ),
     (
         "gaussianity_width",
         "Hypothesis 2: |skew|, excess kurtosis and GMM - MVG held-out log-likelihood vs filters",
         functools.partial(gaussianity, axis="filters"),
     ),
-    ("gaussianity_depth", "Hypothesis 2: the same statistics vs depth", functools.partial(gaussianity, axis="depth")),
+    (
+        "gaussianity_depth",
+        "Hypothesis 2: the same statistics vs depth",
+        functools.partial(gaussianity, axis="depth"),
+    ),
 ]
 
 

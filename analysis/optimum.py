@@ -28,7 +28,10 @@ KEYS = [*CURVE_KEYS, "metric"]
 def latent_stats(ok: pd.DataFrame) -> pd.DataFrame:
     """Per curve, score and latent size: mean, std, n and a CONFIDENCE t-interval over the replicates."""
     long = ok.melt(
-        id_vars=[*KEYS, "latent"], value_vars=[f"fd_{score}" for score in SCORES], var_name="score", value_name="value"
+        id_vars=[*KEYS, "latent"],
+        value_vars=[f"fd_{score}" for score in SCORES],
+        var_name="score",
+        value_name="value",
     )
     long = long.assign(score=long["score"].str.removeprefix("fd_")).dropna(subset=["value"])
     table = (
@@ -47,7 +50,9 @@ def find_optima(latent_table: pd.DataFrame) -> pd.DataFrame:
     for (*key, sampler), points in samplers.groupby([*KEYS, "score"], dropna=False, sort=True):
         points = points.sort_values("latent").reset_index(drop=True)
         best = int(points["mean"].idxmin())
-        fit_latent, fit_score, fit_note = smooth_minimum(points["latent"].to_numpy(), points["mean"].to_numpy(), best)
+        fit_latent, fit_score, fit_note = smooth_minimum(
+            points["latent"].to_numpy(), points["mean"].to_numpy(), best
+        )
         p_below, p_above = (welch_p(points, best, side) for side in (best - 1, best + 1))
         rows.append(
             {
@@ -63,8 +68,21 @@ def find_optima(latent_table: pd.DataFrame) -> pd.DataFrame:
                 "distinguishable": distinguishable(p_below, p_above),
             }
         )
-    columns = [*KEYS, "sampler", "n_latents", "latent", "mean", "std", "n", "ci_low", "ci_high", "fit_latent"]
-    return pd.DataFrame(rows, columns=[*columns, "fit_score", "fit_note", "p_below", "p_above", "distinguishable"])
+    columns = [
+        *KEYS,
+        "sampler",
+        "n_latents",
+        "latent",
+        "mean",
+        "std",
+        "n",
+        "ci_low",
+        "ci_high",
+        "fit_latent",
+    ]
+    return pd.DataFrame(
+        rows, columns=[*columns, "fit_score", "fit_note", "p_below", "p_above", "distinguishable"]
+    )
 
 
 def smooth_minimum(latents: np.ndarray, means: np.ndarray, best: int) -> tuple[float, float, str]:
@@ -72,7 +90,11 @@ def smooth_minimum(latents: np.ndarray, means: np.ndarray, best: int) -> tuple[f
     if len(latents) < MIN_FIT_LATENTS:
         return np.nan, np.nan, f"only {len(latents)} latent sizes (a fit needs {MIN_FIT_LATENTS})"
     if best in (0, len(latents) - 1):
-        return np.nan, np.nan, f"lowest score at the edge of the measured latents ({latents[best]}): not bracketed"
+        return (
+            np.nan,
+            np.nan,
+            f"lowest score at the edge of the measured latents ({latents[best]}): not bracketed",
+        )
     start = min(max(best - FIT_POINTS // 2, 0), max(len(latents) - FIT_POINTS, 0))
     window = slice(start, start + FIT_POINTS)
     x, y = np.log2(latents[window].astype(float)), means[window]
@@ -83,7 +105,11 @@ def smooth_minimum(latents: np.ndarray, means: np.ndarray, best: int) -> tuple[f
     vertex = -slope / (2 * curvature)
     if not x[0] <= vertex <= x[-1]:
         return np.nan, np.nan, f"fit minimum {2**vertex:.3g} lies outside the fitted latents {span}"
-    return float(2**vertex), float(np.polyval([curvature, slope, intercept], vertex)), f"quadratic over {span}"
+    return (
+        float(2**vertex),
+        float(np.polyval([curvature, slope, intercept], vertex)),
+        f"quadratic over {span}",
+    )
 
 
 def welch_p(points: pd.DataFrame, best: int, other: int) -> float | None:
@@ -96,7 +122,11 @@ def welch_p(points: pd.DataFrame, best: int, other: int) -> float | None:
         return np.nan
     if a["std"] == 0 and b["std"] == 0:  # no spread at all: any difference is certain
         return 0.0 if a["mean"] != b["mean"] else 1.0
-    return float(stats.ttest_ind_from_stats(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"], False).pvalue)
+    return float(
+        stats.ttest_ind_from_stats(
+            a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"], False
+        ).pvalue
+    )
 
 
 def distinguishable(*p_values: float | None) -> bool | None:

@@ -19,10 +19,18 @@ PAPER_ROWS = "ok cifar10 or celeba rows scored with inception-fid, depth 1, no l
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Tables and figures of the paper from a results store.")
-    parser.add_argument("store", type=Path, help="the results store: a directory of per-trial Parquet files")
-    parser.add_argument("--out", type=Path, default=Path("report"), help="folder for the report (default: report/)")
-    parser.add_argument("--dpi", type=int, default=110, help="resolution of the PNG figures (default: 110)")
+    parser = argparse.ArgumentParser(
+        description="Tables and figures of the paper from a results store."
+    )
+    parser.add_argument(
+        "store", type=Path, help="the results store: a directory of per-trial Parquet files"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("report"), help="folder for the report (default: report/)"
+    )
+    parser.add_argument(
+        "--dpi", type=int, default=110, help="resolution of the PNG figures (default: 110)"
+    )
     args = parser.parse_args(argv)
     try:
         rows = load(args.store)
@@ -41,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         figure.savefig(args.out / f"{stem}.png", dpi=args.dpi)
         made.append((f"{stem}.png", description))
     (args.out / "README.md").write_text(readme(args.store, rows, ok, made, missing))
-    print(f"report: {len(made)} files in {args.out}, {len(missing)} could not be made (see {args.out / 'README.md'})")
+    print(
+        f"report: {len(made)} files in {args.out}, {len(missing)} could not be made (see {args.out / 'README.md'})"
+    )
     return 0
 
 
@@ -83,17 +93,32 @@ def write_tables(ok: pd.DataFrame, out: Path) -> tuple[list, list]:
             tables.make_gaussianity_table(ok),
         ),
     ]
-    notes = {"table_2": tables.comparability_notes(table_2), "table_3": tables.comparability_notes(table_3)}
+    notes = {
+        "table_2": tables.comparability_notes(table_2),
+        "table_3": tables.comparability_notes(table_3),
+    }
     notes.update(optima=OPTIMA_NOTES, gaussianity=GAUSSIANITY_NOTES)
     made, missing = [], []
     for stem, title, table in written:
-        tables.write_table(table if stem.startswith("table") else tables.named(table), out / stem, title, notes[stem])
+        tables.write_table(
+            table if stem.startswith("table") else tables.named(table),
+            out / stem,
+            title,
+            notes[stem],
+        )
         made.append((f"{stem}.md, {stem}.csv", title))
     latent_stats(ok).to_csv(out / "scores.csv", index=False)
-    made.append(("scores.csv", "Every curve's scores per latent size: mean, std, n and 95% t-interval over replicates"))
+    made.append(
+        (
+            "scores.csv",
+            "Every curve's scores per latent size: mean, std, n and 95% t-interval over replicates",
+        )
+    )
     for stem, table in (("table_2", table_2), ("table_3", table_3)):
         if not tables.comparable(table).any():
-            missing.append((f"our values in {stem}.md", "scores comparable to the paper's FIDs", PAPER_ROWS))
+            missing.append(
+                (f"our values in {stem}.md", "scores comparable to the paper's FIDs", PAPER_ROWS)
+            )
     return made, missing
 
 

@@ -19,7 +19,11 @@ CURVE_KEYS = CURVE_FIELDS
 SAMPLERS = {"normal": "N(0,I)", "mvg": "MVG", "gmm": "GMM"}
 SCORES = {"train_recon": "Train R", "test_recon": "Test R", **SAMPLERS}
 REQUIRED = (*CONFIG_FIELDS, "trial_id", "status", *(f"fd_{score}" for score in SCORES))
-PLAIN = {"latent_norm": "none", "noise_std": 0.0, "freeze_latent": False}  # the paper's plain architecture
+PLAIN = {
+    "latent_norm": "none",
+    "noise_std": 0.0,
+    "freeze_latent": False,
+}  # the paper's plain architecture
 DATASET_NAMES = {"cifar10": "CIFAR-10", "celeba": "CelebA", "digits": "digits"}
 
 
@@ -37,10 +41,16 @@ def load(path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise StoreError(f"no results store at {path} (run study/launch.py to fill one)")
-    files = [path] if path.is_file() else sorted(f for f in path.rglob("*.parquet") if live(f.relative_to(path)))
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(f for f in path.rglob("*.parquet") if live(f.relative_to(path)))
+    )
     if not files:
         raise StoreError(f"the results store {path} holds no Parquet part files yet")
-    rows = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive").to_pandas()
+    rows = pa.concat_tables(
+        [pq.read_table(f) for f in files], promote_options="permissive"
+    ).to_pandas()
     if rows.empty:
         raise StoreError(f"the results store {path} holds no rows")
     absent = [column for column in REQUIRED if column not in rows.columns]
@@ -63,8 +73,14 @@ def usable(rows: pd.DataFrame) -> pd.DataFrame:
         ok = ok.sort_values("started_at", kind="stable")
     ok = ok.drop_duplicates("trial_id", keep="last").reset_index(drop=True)
     ok = ok.assign(**{f"fd_{score}": pd.to_numeric(ok[f"fd_{score}"]) for score in SCORES})
-    fid = ok["fid"].astype(bool) if "fid" in ok.columns else ok["feature_extractor"] == "inception-fid"
-    return ok.assign(metric=np.where(fid, "FID", "FD (" + ok["feature_extractor"].astype(str) + ")"))
+    fid = (
+        ok["fid"].astype(bool)
+        if "fid" in ok.columns
+        else ok["feature_extractor"] == "inception-fid"
+    )
+    return ok.assign(
+        metric=np.where(fid, "FID", "FD (" + ok["feature_extractor"].astype(str) + ")")
+    )
 
 
 def metric_name(rows: pd.DataFrame) -> str:
@@ -91,13 +107,19 @@ def model_label(model: str, latent_norm: str) -> str:
 
 def protocol(curve) -> str:
     """'paper' or the fields where a curve departs from the paper's training and scoring protocol."""
-    changed = [f"{field}={curve[field]:g}" for field in PROTOCOL_FIELDS if curve[field] != getattr(PAPER, field)]
+    changed = [
+        f"{field}={curve[field]:g}"
+        for field in PROTOCOL_FIELDS
+        if curve[field] != getattr(PAPER, field)
+    ]
     return ", ".join(changed) or "paper"
 
 
 def describe(frame: pd.DataFrame) -> pd.DataFrame:
     """Adds the human-facing `label` and `protocol` columns to a frame with the curve keys."""
     return frame.assign(
-        label=[model_label(m, n) for m, n in zip(frame["model"], frame["latent_norm"], strict=True)],
+        label=[
+            model_label(m, n) for m, n in zip(frame["model"], frame["latent_norm"], strict=True)
+        ],
         protocol=[protocol(row) for _, row in frame.iterrows()],
     )

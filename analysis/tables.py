@@ -23,7 +23,13 @@ GAUSSIANITY = {  # 0 for a Gaussian; the last: held-out log-likelihood of the GM
     "code_excess_kurtosis": "mean excess kurtosis per latent unit",
     "heldout_ll_gap_per_dim": "GMM - MVG held-out log-lik. per unit",
 }
-CODE_SHAPE = ["code_dead_units", "code_std_mean", "code_mean_norm", "encoder_params", "decoder_params"]
+CODE_SHAPE = [
+    "code_dead_units",
+    "code_std_mean",
+    "code_mean_norm",
+    "encoder_params",
+    "decoder_params",
+]
 INTEGER_COLUMNS = ["filters", "latent", "latent_ours", "latent_paper", "n", "n_latents"]
 
 
@@ -35,7 +41,10 @@ def make_table_2(ok: pd.DataFrame) -> pd.DataFrame:
     ours = rows.groupby([*KEYS, "latent"], dropna=False)[scores].agg("mean")
     ours = ours.join(rows.groupby([*KEYS, "latent"], dropna=False).size().rename("n")).reset_index()
     table = beside(
-        named(ours, keep=()), published.table_2(), ["dataset", "filters", "model", "latent", "metric"], list(SCORES)
+        named(ours, keep=()),
+        published.table_2(),
+        ["dataset", "filters", "model", "latent", "metric"],
+        list(SCORES),
     )
     values = [f"{score}_{side}" for score in SCORES for side in ("ours", "paper")]
     return table.dropna(how="all", subset=values).reset_index(drop=True)
@@ -47,10 +56,14 @@ def make_table_3(ok: pd.DataFrame) -> pd.DataFrame:
     shown = stats[stats["score"].isin(TABLE_3_SCORES)]
     means = shown.pivot_table(index=[*KEYS, "latent"], columns="score", values="mean").reset_index()
     means = means.reindex(columns=[*KEYS, "latent", *TABLE_3_SCORES])
-    optima = find_optima(stats)[[*KEYS, "sampler", "latent", "fit_latent", "n"]].rename(columns={"sampler": "best_for"})
+    optima = find_optima(stats)[[*KEYS, "sampler", "latent", "fit_latent", "n"]].rename(
+        columns={"sampler": "best_for"}
+    )
     ours = named(optima.merge(means, on=[*KEYS, "latent"]), keep=())
     keys = ["dataset", "filters", "model", "metric", "best_for"]
-    return beside(ours, paper_optima(), keys, ["latent", *TABLE_3_SCORES], differences=TABLE_3_SCORES)
+    return beside(
+        ours, paper_optima(), keys, ["latent", *TABLE_3_SCORES], differences=TABLE_3_SCORES
+    )
 
 
 def paper_optima() -> pd.DataFrame:
@@ -83,14 +96,20 @@ def beside(ours, paper, keys, quantities, differences=None) -> pd.DataFrame:
         table[f"{quantity}_diff"] = table[f"{quantity}_ours"] - table[f"{quantity}_paper"]
     order = {"dataset": DATASET_ORDER, "model": MODEL_ORDER, "best_for": list(SAMPLERS)}
     by = [k for k in ("dataset", "filters", "model", "best_for", "protocol") if k in table.columns]
-    table = table.sort_values(by, key=lambda column: rank(column, order.get(column.name)), kind="stable")
+    table = table.sort_values(
+        by, key=lambda column: rank(column, order.get(column.name)), kind="stable"
+    )
     front = [*keys, *(c for c in ("protocol", "n") if c in table.columns)]
     return table[[*front, *(c for c in table.columns if c not in front)]].reset_index(drop=True)
 
 
 def rank(column: pd.Series, order: list | None) -> pd.Series:
     """Sort key: the position in `order` (unknown values last), or the values themselves without one."""
-    return column if order is None else column.map({v: i for i, v in enumerate(order)}).fillna(len(order))
+    return (
+        column
+        if order is None
+        else column.map({v: i for i, v in enumerate(order)}).fillna(len(order))
+    )
 
 
 def make_gaussianity_table(ok: pd.DataFrame) -> pd.DataFrame:
@@ -102,7 +121,9 @@ def make_gaussianity_table(ok: pd.DataFrame) -> pd.DataFrame:
     groups = numbers.groupby(KEYS, dropna=False)
     table = groups[present].agg(["mean", "std"])
     table.columns = [f"{column}_{stat}" for column, stat in table.columns]
-    spans = groups["latent"].agg(lambda s: f"{s.min()}-{s.max()}" if s.nunique() > 1 else str(s.min()))
+    spans = groups["latent"].agg(
+        lambda s: f"{s.min()}-{s.max()}" if s.nunique() > 1 else str(s.min())
+    )
     return table.assign(n=groups.size(), latents=spans).reset_index()
 
 
@@ -125,7 +146,9 @@ def comparability_notes(table: pd.DataFrame) -> list[str]:
             "The store holds no FID rows for this table: none of our values here is comparable to the paper's."
         )
     for metric in sorted(table.loc[has_ours(table) & ~fid, "metric"].unique()):
-        notes.append(f"Rows in {metric} are in another feature space than FID: they have no published counterpart.")
+        notes.append(
+            f"Rows in {metric} are in another feature space than FID: they have no published counterpart."
+        )
     return notes
 
 
@@ -148,7 +171,10 @@ def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
             continue
         text = [f"{cell(o)} / {cell(p)}" for o, p in zip(table[mine], table[paper], strict=True)]
         if diff in table.columns:
-            text = [t if pd.isna(d) else f"{t} ({d:+.2f})" for t, d in zip(text, table[diff], strict=True)]
+            text = [
+                t if pd.isna(d) else f"{t} ({d:+.2f})"
+                for t, d in zip(text, table[diff], strict=True)
+            ]
         position = shown.columns.get_loc(mine)
         shown = shown.drop(columns=[c for c in (mine, paper, diff) if c in shown.columns])
         shown.insert(position, quantity, text)
@@ -157,7 +183,10 @@ def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in frame.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(cell(value) for value in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 

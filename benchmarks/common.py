@@ -17,8 +17,12 @@ from trainables.trial import device_name, resolve_device
 
 def arguments(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--size", choices=("cpu", "paper"), default="cpu", help="small sizes, or the paper's")
-    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--size", choices=("cpu", "paper"), default="cpu", help="small sizes, or the paper's"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N"
+    )
     return parser
 
 
@@ -32,7 +36,9 @@ def setup(args: argparse.Namespace) -> torch.device:
 
 def random_images(n: int, seed: int = 0, shape: tuple[int, int, int] = (3, 32, 32)) -> torch.Tensor:
     """uint8 (n, 3, 32, 32) noise in the CIFAR-10 layout: the same work per image as the real data, no download."""
-    return torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, (n, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def inception(device: torch.device):
@@ -41,7 +47,9 @@ def inception(device: torch.device):
     try:
         return get_extractor("inception-fid", device, cache_dir=""), "FID Inception, real weights"
     except WeightsMissing:
-        return get_extractor("inception-fid", device, "", random_weights=True), "FID Inception, RANDOM weights"
+        return get_extractor(
+            "inception-fid", device, "", random_weights=True
+        ), "FID Inception, RANDOM weights"
 
 
 def medians(runs: list[dict]) -> dict:

@@ -20,7 +20,10 @@ from sklearn.cluster import KMeans
 from benchmarks.common import arguments, print_table, setup, sync
 from trainables import priors
 
-SIZES = {"cpu": {"n": 10_000, "dims": (16, 32), "repeats": 3}, "paper": {"n": 50_000, "dims": (64, 128), "repeats": 1}}
+SIZES = {
+    "cpu": {"n": 10_000, "dims": (16, 32), "repeats": 3},
+    "paper": {"n": 50_000, "dims": (64, 128), "repeats": 1},
+}
 HELD_OUT, COMPONENTS, SEED = 10_000, 10, 0
 
 
@@ -47,7 +50,9 @@ def time_kmeans(train: np.ndarray) -> float:
 
 def main(argv=None) -> None:
     parser = arguments(__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, help="timed fits per backend (default: 3 at cpu size, 1 at paper)")
+    parser.add_argument(
+        "--repeats", type=int, help="timed fits per backend (default: 3 at cpu size, 1 at paper)"
+    )
     args = parser.parse_args(argv)
     device = setup(args)
     size = SIZES[args.size] | ({"repeats": args.repeats} if args.repeats else {})
@@ -62,11 +67,21 @@ def main(argv=None) -> None:
                 fits[backend], elapsed = time_fit(train, backend, where)  # the same fit every time
                 seconds[backend].append(elapsed)
         kmeans_s = statistics.median(time_kmeans(train) for _ in range(size["repeats"]))
-        reference_ll, reference_s = fits["sklearn"].model.score(held_out), statistics.median(seconds["sklearn"])
+        reference_ll, reference_s = (
+            fits["sklearn"].model.score(held_out),
+            statistics.median(seconds["sklearn"]),
+        )
         for backend, fit in fits.items():
             held_out_ll, fit_s = fit.model.score(held_out), statistics.median(seconds[backend])
             rows.append(
-                [f"{size['n']:,} x {dims}", backend, str(backends[backend]), fit_s, fit.n_iter, fit.converged]
+                [
+                    f"{size['n']:,} x {dims}",
+                    backend,
+                    str(backends[backend]),
+                    fit_s,
+                    fit.n_iter,
+                    fit.converged,
+                ]
                 + [held_out_ll, abs(held_out_ll - reference_ll), reference_s / fit_s, kmeans_s]
             )
     print_table(

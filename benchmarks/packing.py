@@ -31,7 +31,9 @@ EVAL_RESERVE_GIB = 4.5  # CUDA context ~0.5 + Inception at batch 250 (~14 MiB of
 WARMUP_BATCHES = 8
 
 
-def worker(filters: int, images: int, epochs: int, device: str, threads: int, barrier, results) -> None:
+def worker(
+    filters: int, images: int, epochs: int, device: str, threads: int, barrier, results
+) -> None:
     torch.set_num_threads(threads)
     cfg = make_config({"filters": filters, "epochs": epochs, "device": device})
     data = random_images(images).to(device)
@@ -64,7 +66,9 @@ def measure(filters: int, processes: int, size: dict, device: torch.device) -> d
 def recommend(measured: dict[int, dict], memory_gib: float | None) -> int:
     """The smallest concurrency within SLACK of the best aggregate rate among those that fit in memory."""
     fits = [
-        k for k, m in measured.items() if memory_gib is None or k * (m["peak_gib"] + EVAL_RESERVE_GIB) <= memory_gib
+        k
+        for k, m in measured.items()
+        if memory_gib is None or k * (m["peak_gib"] + EVAL_RESERVE_GIB) <= memory_gib
     ]
     if not fits:
         return 1
@@ -76,7 +80,11 @@ def main(argv=None) -> None:
     args = arguments(__doc__.splitlines()[0]).parse_args(argv)
     device = setup(args)
     size = SIZES[args.size]
-    memory_gib = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
+    memory_gib = (
+        torch.cuda.get_device_properties(device).total_memory / 2**30
+        if device.type == "cuda"
+        else None
+    )
     rows, fractions = [], {}
     for filters in size["filters"]:
         measured = {k: measure(filters, k, size, device) for k in size["processes"]}
@@ -86,11 +94,27 @@ def main(argv=None) -> None:
         for k, m in measured.items():
             rate = m["images_per_s"]
             rows.append(
-                [filters, k, rate, rate / k, rate / alone, m["peak_gib"], "<- recommended" if k == chosen else ""]
+                [
+                    filters,
+                    k,
+                    rate,
+                    rate / k,
+                    rate / alone,
+                    m["peak_gib"],
+                    "<- recommended" if k == chosen else "",
+                ]
             )
     print_table(
         "Packing: concurrent trials per device",
-        ["filters", "trials", "aggregate images/s", "per trial", "x one trial", "peak GiB per trial", ""],
+        [
+            "filters",
+            "trials",
+            "aggregate images/s",
+            "per trial",
+            "x one trial",
+            "peak GiB per trial",
+            "",
+        ],
         rows,
         [
             f"{size['images']:,} CIFAR-10-shaped random images x {size['epochs']} epochs per trial, batch 128, "

@@ -46,30 +46,48 @@ def main(argv=None) -> None:
     n = SIZES[args.size]
     extractor, label = inception(device)
     reference = random_images(n, seed=1).to(device)
-    generated = random_images(n, seed=2).to(device).float().div_(255).sqrt_()  # brighter than the reference
+    generated = (
+        random_images(n, seed=2).to(device).float().div_(255).sqrt_()
+    )  # brighter than the reference
     ref_stats = metrics.gaussian_stats(extractor.features(reference))
-    mu, sigma = metrics.gaussian_stats(extractor.features(generated))  # also warms up cuDNN and the allocator
+    mu, sigma = metrics.gaussian_stats(
+        extractor.features(generated)
+    )  # also warms up cuDNN and the allocator
 
-    baseline, baseline_s = timed(device, metrics.pytorch_fid_distance, generated, extractor, ref_stats)
+    baseline, baseline_s = timed(
+        device, metrics.pytorch_fid_distance, generated, extractor, ref_stats
+    )
     ours, ours_s = timed(device, metrics.score, generated, extractor, ref_stats)
     rows = [
         ["pytorch-fid (host DataLoader, batch 50, scipy sqrtm)", baseline_s, baseline, 0.0, 1.0],
-        ["ours (on device, batch 250, eigh trace)", ours_s, ours, abs(ours - baseline), baseline_s / ours_s],
+        [
+            "ours (on device, batch 250, eigh trace)",
+            ours_s,
+            ours,
+            abs(ours - baseline),
+            baseline_s / ours_s,
+        ],
     ]
     if device.type == "cuda":
-        tf32, tf32_s = timed(device, metrics.score, generated, dataclasses.replace(extractor, tf32=True), ref_stats)
-        rows.append(["ours with cuDNN TF32 (not used)", tf32_s, tf32, abs(tf32 - baseline), baseline_s / tf32_s])
+        tf32, tf32_s = timed(
+            device, metrics.score, generated, dataclasses.replace(extractor, tf32=True), ref_stats
+        )
+        rows.append(
+            [
+                "ours with cuDNN TF32 (not used)",
+                tf32_s,
+                tf32,
+                abs(tf32 - baseline),
+                baseline_s / tf32_s,
+            ]
+        )
 
     _, sqrtm_s = timed(device, calculate_frechet_distance, mu, sigma, *ref_stats)
     _, eigh_s = timed(device, metrics.frechet_distance, mu, sigma, *ref_stats)
-    distance_alone = (
-        f"The distance alone on {extractor.dim}-d statistics: scipy sqrtm {sqrtm_s:.2f} s, eigh trace {eigh_s:.2f} s"
-    )
+    distance_alone = f"The distance alone on {extractor.dim}-d statistics: scipy sqrtm {sqrtm_s:.2f} s, eigh trace {eigh_s:.2f} s"
     if device.type == "cuda":
         on_device = [torch.as_tensor(v, device=device) for v in (mu, sigma)]
-        distance_alone += (
-            f" on the host, {timed(device, metrics.frechet_distance, *on_device, *ref_stats)[1]:.2f} s on {device}"
-        )
+        distance_alone += f" on the host, {timed(device, metrics.frechet_distance, *on_device, *ref_stats)[1]:.2f} s on {device}"
     agree = abs(ours - baseline) <= TOLERANCE
     print_table(
         f"Scoring {n:,} images: ours vs pytorch-fid ({label})",
@@ -77,7 +95,11 @@ def main(argv=None) -> None:
         rows,
         [
             f"Same value within {TOLERANCE}: {'yes' if agree else 'NO'}"
-            + ("" if n > extractor.dim else f" (n={n} < {extractor.dim}: singular covariances, see the docstring)"),
+            + (
+                ""
+                if n > extractor.dim
+                else f" (n={n} < {extractor.dim}: singular covariances, see the docstring)"
+            ),
             distance_alone + ".",
         ],
     )

@@ -54,12 +54,21 @@ def measure(cfg, images: torch.Tensor, device: torch.device) -> dict:
 
 def main(argv=None) -> None:
     parser = arguments(__doc__.splitlines()[0])
-    parser.add_argument("--compile", action="store_true", help="add torch.compile rows (minutes of compiling on CPU)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="add torch.compile rows (minutes of compiling on CPU)",
+    )
     args = parser.parse_args(argv)
     device = setup(args)
     size = SIZES[args.size]
     base = make_config(
-        {"filters": size["filters"], "latent": size["latent"], "epochs": size["epochs"], "device": str(device)}
+        {
+            "filters": size["filters"],
+            "latent": size["latent"],
+            "epochs": size["epochs"],
+            "device": str(device),
+        }
     )
     host_images = random_images(size["images"])
     device_images = host_images.to(device)
@@ -71,7 +80,9 @@ def main(argv=None) -> None:
     for _ in range(size["repeats"]):
         for (loop, precision, compiled), variant_runs in zip(variants, runs, strict=True):
             cfg = base.replace(train_loop=loop, precision=precision, compile=compiled)
-            variant_runs.append(measure(cfg, host_images if loop == "plain" else device_images, device))
+            variant_runs.append(
+                measure(cfg, host_images if loop == "plain" else device_images, device)
+            )
     results = [medians(variant_runs) for variant_runs in runs]
 
     flops = flops_per_image(base, device)
@@ -102,7 +113,11 @@ def main(argv=None) -> None:
         saved = eager["step_s"] - compiled["step_s"]
         for label, run in (("cold", runs[-1][0]), ("warm cache", compiled)):
             cost = run["first_epoch_extra_s"] - eager["first_epoch_extra_s"]
-            verdict = f"repaid after {cost / saved:,.0f} steps" if saved > 0 else "never repaid (no faster per step)"
+            verdict = (
+                f"repaid after {cost / saved:,.0f} steps"
+                if saved > 0
+                else "never repaid (no faster per step)"
+            )
             notes.append(
                 f"torch.compile, {label}: {cost:.1f} s of compiling, {saved * 1e3:.2f} ms saved per step -> {verdict}; "
                 f"a paper trial has {trial_steps:,} steps."

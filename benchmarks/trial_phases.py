@@ -40,7 +40,10 @@ def cifar10_or_random(folder: Path) -> tuple[dict, str]:
         from fixtures import write_cifar10_fixture
 
         root = write_cifar10_fixture(folder / "data", n_train_per_batch=10_000, n_test=10_000)
-        return {"data_root": str(root), "verify_checksums": False}, "CIFAR-10-shaped RANDOM images (no dataset here)"
+        return {
+            "data_root": str(root),
+            "verify_checksums": False,
+        }, "CIFAR-10-shaped RANDOM images (no dataset here)"
 
 
 def fid_weights_or_random(folder: Path) -> str:
@@ -56,12 +59,16 @@ def fid_weights_or_random(folder: Path) -> str:
 def warm_reference_stats(cfg, device: torch.device) -> None:
     test = load_for_config(cfg).test.to(device)
     extractor = metrics.get_extractor(cfg.feature_extractor, device, cfg.cache_path)
-    metrics.reference_stats(cfg.dataset, test[subset(len(test), cfg.n_samples, cfg.seed)], extractor, cfg.cache_path)
+    metrics.reference_stats(
+        cfg.dataset, test[subset(len(test), cfg.n_samples, cfg.seed)], extractor, cfg.cache_path
+    )
 
 
 def main(argv=None) -> None:
     parser = arguments(__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, help="fewer epochs for a quick look (the target is for 100)")
+    parser.add_argument(
+        "--epochs", type=int, help="fewer epochs for a quick look (the target is for 100)"
+    )
     parser.add_argument("--compile", action="store_true", help="train under torch.compile")
     args = parser.parse_args(argv)
     device = setup(args)
@@ -78,10 +85,14 @@ def main(argv=None) -> None:
         warm_reference_stats(cfg, device)
         row = run_trial(cfg)
     if row["status"] != "ok":
-        raise SystemExit(f"the trial did not finish: {row['status']}: {row['error']}\n{row['traceback']}")
+        raise SystemExit(
+            f"the trial did not finish: {row['status']}: {row['error']}\n{row['traceback']}"
+        )
     seconds = {phase: row[f"{phase}_s"] for phase in PHASES}
     seconds["other (data, model, provenance)"] = row["wall_s"] - sum(seconds.values())
-    rows = [[phase, s, s / row["wall_s"]] for phase, s in seconds.items()] + [["trial (wall)", row["wall_s"], 1.0]]
+    rows = [[phase, s, s / row["wall_s"]] for phase, s in seconds.items()] + [
+        ["trial (wall)", row["wall_s"], 1.0]
+    ]
     notes = [
         f"{cfg.dataset}, {cfg.model}, {cfg.filters} filters, depth {cfg.depth}, latent {cfg.latent}, "
         f"{cfg.epochs} epochs, {cfg.n_samples:,} samples per score; precision {row['precision']}, "
@@ -90,8 +101,14 @@ def main(argv=None) -> None:
         *notes,
     ]
     if args.size == "paper":
-        verdict = ("met" if row["wall_s"] <= TARGET_S else "NOT met") if cfg.epochs == 100 else "needs 100 epochs"
-        notes.append(f"Target: one paper trial in <= {TARGET_S} s on one H100: {verdict} on {row['device']}.")
+        verdict = (
+            ("met" if row["wall_s"] <= TARGET_S else "NOT met")
+            if cfg.epochs == 100
+            else "needs 100 epochs"
+        )
+        notes.append(
+            f"Target: one paper trial in <= {TARGET_S} s on one H100: {verdict} on {row['device']}."
+        )
     print_table("One trial, seconds per phase", ["phase", "seconds", "share"], rows, notes)
 
 

@@ -29,7 +29,10 @@ def sweeps(latents, *curves: dict) -> list[dict]:
 
 CIFAR10 = {"dataset": "cifar10"}
 TABLE1_CIFAR10 = [
-    *sweeps(FULL_SWEEP, *({**CIFAR10, "model": m, "filters": f} for m in MODELS for f in (32, 64, 128, 256))),
+    *sweeps(
+        FULL_SWEEP,
+        *({**CIFAR10, "model": m, "filters": f} for m in MODELS for f in (32, 64, 128, 256)),
+    ),
     # DAE ablations, at the default 128 filters and depth 1 unless stated
     *sweeps(
         ABLATION_SWEEP,
@@ -41,7 +44,8 @@ TABLE1_CIFAR10 = [
     ),
 ]
 TABLE1_CELEBA = sweeps(
-    FULL_SWEEP, *({"dataset": "celeba", "model": m, "filters": f} for m in MODELS for f in (32, 64, 128))
+    FULL_SWEEP,
+    *({"dataset": "celeba", "model": m, "filters": f} for m in MODELS for f in (32, 64, 128)),
 )
 
 # The offline default: 8 trials of ~20 s on one core, so the whole launch fits 3 minutes on 2 cores.
@@ -50,7 +54,14 @@ DIGITS_BASE = {"dataset": "digits", "filters": 8, "batch_size": 32, "epochs": 10
 DIGITS = sweeps((4, 8, 16, 32), *({**DIGITS_BASE, "model": model} for model in MODELS))
 
 # One or two seconds per trial, one trial per code path: the launcher's tests run this.
-SMOKE_BASE = {"dataset": "digits", "filters": 4, "latent": 4, "epochs": 1, "batch_size": 64, "n_samples": 100}
+SMOKE_BASE = {
+    "dataset": "digits",
+    "filters": 4,
+    "latent": 4,
+    "epochs": 1,
+    "batch_size": 64,
+    "n_samples": 100,
+}
 SMOKE = [
     SMOKE_BASE,
     {**SMOKE_BASE, "latent": 16},  # a second latent: a curve that --search can search
@@ -79,7 +90,9 @@ class Grid:
 
 def named(name: str) -> Grid:
     if name not in GRIDS:
-        raise ValueError(f"unknown grid {name!r}; known grids: {', '.join(GRIDS)} (or pass --grid-file PATH)")
+        raise ValueError(
+            f"unknown grid {name!r}; known grids: {', '.join(GRIDS)} (or pass --grid-file PATH)"
+        )
     return Grid(name, GRIDS[name], f"grid {name!r}")
 
 
@@ -93,14 +106,24 @@ def from_file(path: str | Path) -> Grid:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"grid file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}); {fix}") from None
+        raise ValueError(
+            f"grid file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}); {fix}"
+        ) from None
     try:
         entries = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:  # json.JSONDecodeError is a ValueError
         kind = "JSON" if path.suffix == ".json" else "YAML"
-        raise ValueError(f"grid file {path}: not valid {kind} ({str(exc).splitlines()[0]}); {fix}") from None
-    if not isinstance(entries, list) or not entries or not all(isinstance(entry, dict) for entry in entries):
-        raise ValueError(f"grid file {path}: expected a non-empty list of mappings, got {entries!r:.80}; {fix}")
+        raise ValueError(
+            f"grid file {path}: not valid {kind} ({str(exc).splitlines()[0]}); {fix}"
+        ) from None
+    if (
+        not isinstance(entries, list)
+        or not entries
+        or not all(isinstance(entry, dict) for entry in entries)
+    ):
+        raise ValueError(
+            f"grid file {path}: expected a non-empty list of mappings, got {entries!r:.80}; {fix}"
+        )
     return Grid(path.stem, entries, f"grid file {path}")
 
 
@@ -150,7 +173,9 @@ def expand(
     return list(configs.values())
 
 
-def config_error(grid: Grid, index: int, entry: dict, overrides: dict, exc: ValueError) -> ValueError:
+def config_error(
+    grid: Grid, index: int, entry: dict, overrides: dict, exc: ValueError
+) -> ValueError:
     """Name where the bad value came from: the --set alone, the --set with this entry, or the entry."""
     key = str(exc).split(":")[0]
     if key not in overrides:
@@ -159,7 +184,9 @@ def config_error(grid: Grid, index: int, entry: dict, overrides: dict, exc: Valu
         make_config({key: overrides[key]})
     except ValueError as alone:  # wrong whatever the entry: the --set is the whole story
         return ValueError(f"{format_override(key, overrides[key])}: {alone}")
-    return ValueError(f"{grid.source}, entry {index} {entry} with {format_override(key, overrides[key])}: {exc}")
+    return ValueError(
+        f"{grid.source}, entry {index} {entry} with {format_override(key, overrides[key])}: {exc}"
+    )
 
 
 def curve_key(fields: dict) -> tuple:
@@ -177,7 +204,9 @@ def curve_label(cfg: TrialConfig) -> str:
     if cfg.freeze_latent:
         parts.append("frozen")
     defaults = make_config({"dataset": cfg.dataset, "model": cfg.model})
-    parts += [f"{k}={getattr(cfg, k)}" for k in PROTOCOL_FIELDS if getattr(cfg, k) != getattr(defaults, k)]
+    parts += [
+        f"{k}={getattr(cfg, k)}" for k in PROTOCOL_FIELDS if getattr(cfg, k) != getattr(defaults, k)
+    ]
     return " ".join(parts)
 
 

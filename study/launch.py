@@ -22,7 +22,10 @@ import time
 from functools import partial
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script from a checkout: make `study` and `trainables` importable
+if __package__ in (
+    None,
+    "",
+):  # run as a script from a checkout: make `study` and `trainables` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd
@@ -61,10 +64,14 @@ def override(text: str) -> tuple[str, object]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--grid", help=f"a named grid, one of: {', '.join(grids.GRIDS)}")
-    which.add_argument("--grid-file", help="a JSON or YAML list of config override mappings, one trial each")
+    which.add_argument(
+        "--grid-file", help="a JSON or YAML list of config override mappings, one trial each"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -74,11 +81,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="override a config field in every trial (repeatable), e.g. --set epochs=2",
     )
-    parser.add_argument("--results", default="results.parquet", help="the store directory (default %(default)s)")
-    parser.add_argument("--data-root", help="datasets folder (default $DAE_DATA_ROOT or ~/.cache/dae-study/data)")
-    parser.add_argument("--cache-dir", help="reference statistics, digits-cnn (default $DAE_CACHE_DIR)")
-    parser.add_argument("--seeds", type=int, default=1, help="replicates per trial; replicate r uses seed r")
-    parser.add_argument("--limit", type=int, help="only the first N trials of the grid (quick checks)")
+    parser.add_argument(
+        "--results", default="results.parquet", help="the store directory (default %(default)s)"
+    )
+    parser.add_argument(
+        "--data-root", help="datasets folder (default $DAE_DATA_ROOT or ~/.cache/dae-study/data)"
+    )
+    parser.add_argument(
+        "--cache-dir", help="reference statistics, digits-cnn (default $DAE_CACHE_DIR)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="replicates per trial; replicate r uses seed r"
+    )
+    parser.add_argument(
+        "--limit", type=int, help="only the first N trials of the grid (quick checks)"
+    )
     parser.add_argument(
         "--gpus-per-trial",
         type=gpu_share,
@@ -86,17 +103,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="auto: the per-model-size table when the cluster has GPUs, else CPU only; "
         "table: that table even before autoscaled GPU nodes exist; F: share F of a GPU for every trial",
     )
-    parser.add_argument("--cpus-per-trial", type=int, default=1, help="also torch's thread count per trial")
-    parser.add_argument("--max-concurrent", type=int, help="at most N trials at once (default: as resources allow)")
     parser.add_argument(
-        "--rerun-diverged", action="store_true", help="run trials stored as diverged again (default: keep them)"
+        "--cpus-per-trial", type=int, default=1, help="also torch's thread count per trial"
     )
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and what is missing; run nothing")
-    parser.add_argument("--address", help="join this Ray cluster (e.g. auto) instead of starting a local one")
-    parser.add_argument("--download", action="store_true", help="fetch missing datasets and FID weights first")
-    parser.add_argument("--search", choices=["optuna"], help="search each curve's latent size instead of the grid")
-    parser.add_argument("--search-trials", type=int, default=8, help="new trials per curve (default %(default)s)")
-    parser.add_argument("--search-metric", choices=list(SAMPLERS), default="fd_mvg", help="what the search minimises")
+    parser.add_argument(
+        "--max-concurrent", type=int, help="at most N trials at once (default: as resources allow)"
+    )
+    parser.add_argument(
+        "--rerun-diverged",
+        action="store_true",
+        help="run trials stored as diverged again (default: keep them)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the plan and what is missing; run nothing"
+    )
+    parser.add_argument(
+        "--address", help="join this Ray cluster (e.g. auto) instead of starting a local one"
+    )
+    parser.add_argument(
+        "--download", action="store_true", help="fetch missing datasets and FID weights first"
+    )
+    parser.add_argument(
+        "--search", choices=["optuna"], help="search each curve's latent size instead of the grid"
+    )
+    parser.add_argument(
+        "--search-trials", type=int, default=8, help="new trials per curve (default %(default)s)"
+    )
+    parser.add_argument(
+        "--search-metric",
+        choices=list(SAMPLERS),
+        default="fd_mvg",
+        help="what the search minimises",
+    )
     args = parser.parse_args(argv)
     for name in ("seeds", "limit", "cpus_per_trial", "max_concurrent", "search_trials"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -106,9 +144,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def plan(args: argparse.Namespace) -> list[TrialConfig]:
     """The grid's trials, validated, with the runtime paths that do not change a trial's identity."""
-    if args.gpus_per_trial not in ("auto", 0) and not args.address and not torch.cuda.is_available():
-        raise ValueError(f"--gpus-per-trial {args.gpus_per_trial} asks for GPUs, but this machine has none")
-    runtime = {key: value for key, value in (("data_root", args.data_root), ("cache_dir", args.cache_dir)) if value}
+    if (
+        args.gpus_per_trial not in ("auto", 0)
+        and not args.address
+        and not torch.cuda.is_available()
+    ):
+        raise ValueError(
+            f"--gpus-per-trial {args.gpus_per_trial} asks for GPUs, but this machine has none"
+        )
+    runtime = {
+        key: value
+        for key, value in (("data_root", args.data_root), ("cache_dir", args.cache_dir))
+        if value
+    }
     grid = grids.from_file(args.grid_file) if args.grid_file else grids.named(args.grid)
     args.grid = grid.name  # the tag every row carries
     return grids.expand(grid, args.seeds, runtime, dict(args.overrides))[: args.limit]
@@ -117,7 +165,10 @@ def plan(args: argparse.Namespace) -> list[TrialConfig]:
 def missing_inputs(trials: list[TrialConfig]) -> list[str]:
     """One message for each dataset or scoring network the trials need that is not on this machine."""
     checks = [partial(data.check_available, name, root) for name, root in sorted(datasets(trials))]
-    checks += [partial(metrics.check_extractor, name) for name in sorted({cfg.feature_extractor for cfg in trials})]
+    checks += [
+        partial(metrics.check_extractor, name)
+        for name in sorted({cfg.feature_extractor for cfg in trials})
+    ]
     missing = []
     for check in checks:
         try:
@@ -134,7 +185,10 @@ def datasets(trials: list[TrialConfig]) -> set[tuple[str, Path]]:
 def download_inputs(trials: list[TrialConfig]) -> None:
     for name, root in sorted(datasets(trials)):
         data.download(name, root)
-    if any(cfg.feature_extractor == "inception-fid" for cfg in trials) and not metrics.fid_weights_path().is_file():
+    if (
+        any(cfg.feature_extractor == "inception-fid" for cfg in trials)
+        and not metrics.fid_weights_path().is_file()
+    ):
         metrics.download_fid_weights()
 
 
@@ -142,16 +196,26 @@ def describe(args: argparse.Namespace, trials: list[TrialConfig], done: set[str]
     """The dry run: curves, counts, and what is missing."""
     grouped = grids.curves(trials)
     todo = sum(cfg.trial_id() not in done for cfg in trials)
-    print(f"grid {args.grid}: {len(grouped)} curves, {len(trials)} trials ({args.seeds} seed(s) each)")
+    print(
+        f"grid {args.grid}: {len(grouped)} curves, {len(trials)} trials ({args.seeds} seed(s) each)"
+    )
     for curve in grouped.values():
         latents = sorted({cfg.latent for cfg in curve})
-        print(f"  {grids.curve_label(curve[0]):48s} {len(latents):3d} latents: {' '.join(map(str, latents))}")
+        print(
+            f"  {grids.curve_label(curve[0]):48s} {len(latents):3d} latents: {' '.join(map(str, latents))}"
+        )
     print(f"{len(trials) - todo} already done in {Path(args.results).absolute()}, {todo} to run")
     if args.search:
         searches = len(grouped) * args.seeds
-        print(f"--search {args.search}: {searches} searches x {args.search_trials} trials on {args.search_metric}")
+        print(
+            f"--search {args.search}: {searches} searches x {args.search_trials} trials on {args.search_metric}"
+        )
     missing = missing_inputs(trials)
-    print("missing (the launch stops here until they are provided):" if missing else "all inputs present")
+    print(
+        "missing (the launch stops here until they are provided):"
+        if missing
+        else "all inputs present"
+    )
     for message in missing:
         print("  " + message.replace("\n", "\n  "))
 
@@ -176,13 +240,20 @@ def summary(store: ResultStore, trials: list[TrialConfig]) -> None:
             latent, scores = min(by_latent.items(), key=lambda item: sum(item[1]) / len(item[1]))
             metric = "FID" if rows[key][0]["fid"] else f"FD ({rows[key][0]['feature_extractor']})"
             mean = sum(scores) / len(scores)
-            print(f"{label:{width}s}  {sampler:7s}  {latent:11d}  {mean:8.2f}  {metric:15s}  {len(rows[key])}")
-    print(f"\nresults: {store.path} ({len(store.status)} rows; pandas.read_parquet reads it as one table)")
+            print(
+                f"{label:{width}s}  {sampler:7s}  {latent:11d}  {mean:8.2f}  {metric:15s}  {len(rows[key])}"
+            )
+    print(
+        f"\nresults: {store.path} ({len(store.status)} rows; pandas.read_parquet reads it as one table)"
+    )
 
 
 def run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore) -> int:
     for part in store.corrupt:
-        print(f"warning: unreadable part file moved to {part}; its trial will run again", file=sys.stderr)
+        print(
+            f"warning: unreadable part file moved to {part}; its trial will run again",
+            file=sys.stderr,
+        )
     done = store.done(finished(args))
     todo = [cfg for cfg in trials if cfg.trial_id() not in done]
     if not args.search and not todo:
@@ -193,11 +264,17 @@ def run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore)
 
     start = time.monotonic()
     with runner.ray_session(args.address):
-        resources = runner.Resources(args.cpus_per_trial, runner.gpu_request(args.gpus_per_trial), args.max_concurrent)
+        resources = runner.Resources(
+            args.cpus_per_trial, runner.gpu_request(args.gpus_per_trial), args.max_concurrent
+        )
         if args.search:
-            callbacks = runner.run_searches(store, args.grid, trials, resources, args.search_trials, args.search_metric)
+            callbacks = runner.run_searches(
+                store, args.grid, trials, resources, args.search_trials, args.search_metric
+            )
         else:
-            print(f"grid {args.grid}: {len(trials)} trials, {len(trials) - len(todo)} already done, {len(todo)} to run")
+            print(
+                f"grid {args.grid}: {len(trials)} trials, {len(trials) - len(todo)} already done, {len(todo)} to run"
+            )
             callbacks = [runner.run_grid(store, args.grid, todo, resources)]
     summary(store, trials)
     print(f"finished in {runner.format_duration(time.monotonic() - start)}")
@@ -217,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
             download_inputs(trials)
         if args.dry_run:
             statuses = scan(Path(args.results))[0]
-            describe(args, trials, {tid for tid, status in statuses.items() if status in finished(args)})
+            describe(
+                args, trials, {tid for tid, status in statuses.items() if status in finished(args)}
+            )
             return 0
         missing = missing_inputs(trials)
         if missing:

@@ -27,7 +27,9 @@ from trainables.trial import new_row, run_trial, traceback_summary
 
 ROW_KEY = "dae_study_row"
 SCORE_KEY = "score"  # what --search optimises; None for a trial that did not end ok
-MAX_FAILURES = 2  # retries of a trial whose worker died (deterministic errors come back as failed rows)
+MAX_FAILURES = (
+    2  # retries of a trial whose worker died (deterministic errors come back as failed rows)
+)
 # Tune's experiment state goes inside the store: pyarrow skips "_" folders, the store (not Tune) is what a
 # relaunch resumes from, and a lost worker's error.txt stays next to the row that reports it.
 TUNE_DIR = "_tune"
@@ -46,9 +48,13 @@ def quiet() -> None:
 @contextlib.contextmanager
 def ray_session(address: str | None):
     """Join a cluster, or start a quiet local one with every core of this machine; disconnect at the end."""
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # CSV/JSON/TensorBoard copies of each row
+    os.environ.setdefault(
+        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"
+    )  # CSV/JSON/TensorBoard copies of each row
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # a lost worker: our line says it, _tune/ keeps the text
+    os.environ.setdefault(
+        "TUNE_PRINT_ALL_TRIAL_ERRORS", "0"
+    )  # a lost worker: our line says it, _tune/ keeps the text
     local = {} if address else {"num_cpus": os.cpu_count()}
     quiet()
     ray.init(
@@ -96,8 +102,14 @@ def train_one(config: dict, cpus: int, metric: str, measured: dict[int, float]) 
         row = run_trial(overrides)
         if row["status"] == "failed" and torch.cuda.is_available():
             torch.cuda.empty_cache()  # after an OOM, hand the card back to the trials packed beside this worker
-    except Exception as exc:  # the driver completes this row from the trial's config (StoreCallback._write)
-        row = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback_summary(exc)}
+    except (
+        Exception
+    ) as exc:  # the driver completes this row from the trial's config (StoreCallback._write)
+        row = {
+            "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback_summary(exc),
+        }
     ok = row["status"] == "ok" and row[metric] is not None and math.isfinite(row[metric])
     tune.report({SCORE_KEY: row[metric] if ok else None, ROW_KEY: row})
 
@@ -127,24 +139,35 @@ class StoreCallback(tune.Callback):
             return
         self.ok += 1
         latent = trial_overrides(trial.config)["latent"]
-        self._progress(trials, trial, f"latent {latent} is already in the store (score {result[SCORE_KEY]:.2f})")
+        self._progress(
+            trials,
+            trial,
+            f"latent {latent} is already in the store (score {result[SCORE_KEY]:.2f})",
+        )
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         label = grids.curve_label(make_config(trial_overrides(trial.config)))
-        print(f"worker lost running {label} latent {trial_overrides(trial.config)['latent']}; retrying", flush=True)
+        print(
+            f"worker lost running {label} latent {trial_overrides(trial.config)['latent']}; retrying",
+            flush=True,
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if trial.trial_id in self.written:  # the row arrived; whatever failed came after it
             return
         text = (trial.get_error() or "").strip()
-        last_failure = text.split("Failure # ")[-1].splitlines()[1:] or ["no error text"]  # Tune: a block per try
+        last_failure = text.split("Failure # ")[-1].splitlines()[1:] or [
+            "no error text"
+        ]  # Tune: a block per try
         cfg = make_config(trial_overrides(trial.config))
         row = failed_row(cfg, f"worker lost {trial.num_failures} times; last: {last_failure[0]}")
         row["traceback"] = text
         self._write(trials, trial, row)
 
     def _write(self, trials, trial, row: dict) -> None:
-        if row.get("trial_id") is None:  # a worker error outside run_trial: only status, error and traceback
+        if (
+            row.get("trial_id") is None
+        ):  # a worker error outside run_trial: only status, error and traceback
             row = {**failed_row(make_config(trial_overrides(trial.config)), row["error"]), **row}
         row.update(self.tags, replicate=row["seed"])
         self.store.write(row)
@@ -164,7 +187,9 @@ class StoreCallback(tune.Callback):
         finished = self.ok + self.diverged + self.failed
         running = sum(t.status == "RUNNING" and t is not trial for t in trials)
         eta = format_duration((time.monotonic() - self.start) / finished * (self.total - finished))
-        counts = f"done {self.ok}, diverged {self.diverged}, failed {self.failed}, running {running}"
+        counts = (
+            f"done {self.ok}, diverged {self.diverged}, failed {self.failed}, running {running}"
+        )
         counts += f", remaining {self.total - finished - running}"
         print(f"[{finished}/{self.total}] {what} | {counts}, ETA {eta}", flush=True)
 
@@ -172,7 +197,9 @@ class StoreCallback(tune.Callback):
 @dataclass(frozen=True)
 class Resources:
     cpus_per_trial: int
-    gpus_per_trial: str | float  # "table": study.resources.gpu_fraction per model; a number: that share for all
+    gpus_per_trial: (
+        str | float
+    )  # "table": study.resources.gpu_fraction per model; a number: that share for all
     max_concurrent: int | None
 
 
@@ -193,7 +220,9 @@ def tune_trial_name(trial) -> str:
     return trial.trial_id
 
 
-def run_grid(store: ResultStore, grid: str, configs: list[TrialConfig], resources: Resources) -> StoreCallback:
+def run_grid(
+    store: ResultStore, grid: str, configs: list[TrialConfig], resources: Resources
+) -> StoreCallback:
     """Every config once, as a Tune grid; returns the callback, which counts what finished."""
     callback = StoreCallback(store, len(configs), grid, "grid")
     param_space = {"trial": tune.grid_search([dataclasses.asdict(cfg) for cfg in configs])}
@@ -214,13 +243,24 @@ def measured_scores(store: ResultStore, cfg: TrialConfig, metric: str) -> dict[i
 
 
 def run_search(
-    store: ResultStore, grid: str, curve: list[TrialConfig], resources: Resources, trials: int, metric: str
+    store: ResultStore,
+    grid: str,
+    curve: list[TrialConfig],
+    resources: Resources,
+    trials: int,
+    metric: str,
 ) -> StoreCallback:
     """Optuna (TPE) over log(latent) within the curve's grid range, told every latent the store already has."""
     latents = [cfg.latent for cfg in curve]
-    measured = {k: v for k, v in measured_scores(store, curve[0], metric).items() if min(latents) <= k <= max(latents)}
+    measured = {
+        k: v
+        for k, v in measured_scores(store, curve[0], metric).items()
+        if min(latents) <= k <= max(latents)
+    }
     searcher = OptunaSearch(
-        space={"latent": optuna.distributions.IntDistribution(min(latents), max(latents), log=True)},
+        space={
+            "latent": optuna.distributions.IntDistribution(min(latents), max(latents), log=True)
+        },
         metric=SCORE_KEY,
         mode="min",
         points_to_evaluate=[{"latent": latent} for latent in measured] or None,
@@ -228,19 +268,35 @@ def run_search(
         seed=curve[0].seed,
     )
     callback = StoreCallback(store, trials, grid, "optuna")
-    known = ", ".join(f"{latent}: {score:.2f}" for latent, score in sorted(measured.items())) or "none"
+    known = (
+        ", ".join(f"{latent}: {score:.2f}" for latent, score in sorted(measured.items())) or "none"
+    )
     print(
         f"searching {grids.curve_label(curve[0])} seed {curve[0].seed} over latent {min(latents)}..{max(latents)}: "
         f"{trials} trials; already measured ({metric}) {known}",
         flush=True,
     )
     param_space = {"trial": dataclasses.asdict(curve[0])}
-    fit(store, callback, resources, param_space, metric=metric, measured=measured, search_alg=searcher, samples=trials)
+    fit(
+        store,
+        callback,
+        resources,
+        param_space,
+        metric=metric,
+        measured=measured,
+        search_alg=searcher,
+        samples=trials,
+    )
     return callback
 
 
 def run_searches(
-    store: ResultStore, grid: str, configs: list[TrialConfig], resources: Resources, trials: int, metric: str
+    store: ResultStore,
+    grid: str,
+    configs: list[TrialConfig],
+    resources: Resources,
+    trials: int,
+    metric: str,
 ) -> list[StoreCallback]:
     """One search per curve and seed, one after the other; a curve with a single latent has nothing to search."""
     callbacks = []
@@ -248,14 +304,27 @@ def run_searches(
         for seed in sorted({cfg.seed for cfg in curve}):
             replicate = [cfg for cfg in curve if cfg.seed == seed]
             if len({cfg.latent for cfg in replicate}) < 2:
-                print(f"not searching {grids.curve_label(replicate[0])} seed {seed}: one latent size, no range")
+                print(
+                    f"not searching {grids.curve_label(replicate[0])} seed {seed}: one latent size, no range"
+                )
                 continue
             callbacks.append(run_search(store, grid, replicate, resources, trials, metric))
     return callbacks
 
 
-def fit(store, callback, resources, param_space, metric="fd_mvg", measured=None, search_alg=None, samples=1) -> None:
-    trainable = tune.with_parameters(train_one, cpus=resources.cpus_per_trial, metric=metric, measured=measured or {})
+def fit(
+    store,
+    callback,
+    resources,
+    param_space,
+    metric="fd_mvg",
+    measured=None,
+    search_alg=None,
+    samples=1,
+) -> None:
+    trainable = tune.with_parameters(
+        train_one, cpus=resources.cpus_per_trial, metric=metric, measured=measured or {}
+    )
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources(resources)),
         param_space=param_space,

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trainables.trial import RESULT_COLUMNS
+from trainables.schema import RESULT_COLUMNS
 
 SUPERSEDED, CORRUPT, LOCK = "_superseded", "_corrupt", ".lock"
 # Outcomes of the experiment itself, which a relaunch keeps: a diverged trial is a result (the seed fixes it),
@@ -58,13 +58,17 @@ def live_parts(path: Path) -> list[Path]:
 
 def read_part(part: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
     """One part file, its page checksums verified; OSError or ArrowException when it is damaged."""
-    table = pq.read_table(part, columns=list(columns) if columns else None, page_checksum_verification=True)
+    table = pq.read_table(
+        part, columns=list(columns) if columns else None, page_checksum_verification=True
+    )
     if not {"trial_id", "status"} <= set(table.column_names):
         raise pa.ArrowInvalid(f"{part.name} has no trial_id/status columns")
     return table
 
 
-def scan(path: Path, columns: tuple[str, ...] | None = ("trial_id", "status")) -> tuple[dict[str, str], list[Path]]:
+def scan(
+    path: Path, columns: tuple[str, ...] | None = ("trial_id", "status")
+) -> tuple[dict[str, str], list[Path]]:
     """(trial_id -> status of every readable live part, unreadable parts); takes no lock.
 
     Reads two columns by default (a dry run); columns=None reads each part in full, which is what opening
@@ -74,7 +78,10 @@ def scan(path: Path, columns: tuple[str, ...] | None = ("trial_id", "status")) -
     for part in live_parts(path):
         try:
             rows = read_part(part, columns).select(["trial_id", "status"]).to_pylist()
-        except (OSError, pa.ArrowException):  # truncated, not Parquet, bad checksum, or no trial_id/status column
+        except (
+            OSError,
+            pa.ArrowException,
+        ):  # truncated, not Parquet, bad checksum, or no trial_id/status column
             unreadable.append(part)
             continue
         status.update({row["trial_id"]: row["status"] for row in rows})
@@ -95,15 +102,23 @@ class ResultStore:
     def _lock(self):
         fix = "pass --results a folder you can write (it is created if missing)"
         if self.path.exists() and not self.path.is_dir():
-            raise StoreError(f"cannot use {self.path} as the results store: it is a file, not a folder; {fix}")
+            raise StoreError(
+                f"cannot use {self.path} as the results store: it is a file, not a folder; {fix}"
+            )
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            lock_file = open(self.path / LOCK, "a+")  # held open (and locked) for the launcher's lifetime
+            lock_file = open(
+                self.path / LOCK, "a+"
+            )  # held open (and locked) for the launcher's lifetime
         except OSError as exc:
-            raise StoreError(f"cannot write the results store {self.path}: {exc.strerror or exc}; {fix}") from None
+            raise StoreError(
+                f"cannot write the results store {self.path}: {exc.strerror or exc}; {fix}"
+            ) from None
         if not os.access(self.path, os.W_OK):
             lock_file.close()
-            raise StoreError(f"cannot write the results store {self.path}: permission denied; {fix}")
+            raise StoreError(
+                f"cannot write the results store {self.path}: permission denied; {fix}"
+            )
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -168,7 +183,9 @@ class ResultStore:
         """A complete, fsynced file under a hidden name; renaming it over `part` publishes it atomically."""
         temp = self.path / f".tmp-{part.name}"
         with open(temp, "wb") as f:
-            pq.write_table(pa.Table.from_pylist(rows, schema=self.schema), f, write_page_checksum=True)
+            pq.write_table(
+                pa.Table.from_pylist(rows, schema=self.schema), f, write_page_checksum=True
+            )
             f.flush()
             os.fsync(f.fileno())
         return temp

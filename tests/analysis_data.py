@@ -29,20 +29,29 @@ TABLE_1_CURVES = [  # the paper's Table 1
     *({"noise_std": noise} for noise in (0.1, 0.5, 1.0)),
     *({"freeze_latent": True, "depth": depth} for depth in ("1", "2")),
 ]
-DIGITS_CURVES = [{"dataset": "digits", "filters": f, "model": model} for f in (8, 16) for model in ("dae", "vae")]
+DIGITS_CURVES = [
+    {"dataset": "digits", "filters": f, "model": model} for f in (8, 16) for model in ("dae", "vae")
+]
 
 
 def offset(config: dict) -> float:
     """A curve's minimum MVG score: lower for wider models, higher for deeper ones and VAEs (curves told apart)."""
     cfg = make_config(config)
-    return 100.0 - 10 * np.log2(cfg.filters) + (2.0 if cfg.depth != "1" else 0.0) + (3.0 if cfg.model == "vae" else 0.0)
+    return (
+        100.0
+        - 10 * np.log2(cfg.filters)
+        + (2.0 if cfg.depth != "1" else 0.0)
+        + (3.0 if cfg.model == "vae" else 0.0)
+    )
 
 
 def bowl(latent: int, config: dict) -> float:
     return (np.log2(latent) - np.log2(OPTIMUM)) ** 2 + offset(config)
 
 
-def make_row(config: dict, status: str = "ok", mvg: float | None = None, seed_offset: int = 0) -> dict:
+def make_row(
+    config: dict, status: str = "ok", mvg: float | None = None, seed_offset: int = 0
+) -> dict:
     """A result row for a config; mvg overrides the bowl. Not-ok rows carry no scores, as the real ones."""
     cfg = make_config(config)
     mvg = bowl(cfg.latent, config) if mvg is None else mvg
@@ -79,7 +88,10 @@ def make_row(config: dict, status: str = "ok", mvg: float | None = None, seed_of
 
 def curve_rows(curves: list[dict], latents=LATENTS, seeds=(0,)) -> list[dict]:
     return [
-        make_row({**curve, "latent": latent, "seed": seed}) for curve in curves for latent in latents for seed in seeds
+        make_row({**curve, "latent": latent, "seed": seed})
+        for curve in curves
+        for latent in latents
+        for seed in seeds
     ]
 
 

@@ -8,4 +8,6 @@ def sessions():
     started: list[int] = []
     yield started
     kill_sessions(started)
-    assert not [pid for sid in started for pid in session_members(sid)], "Ray processes outlived the test"
+    assert not [pid for sid in started for pid in session_members(sid)], (
+        "Ray processes outlived the test"
+    )

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 
 
-def write_cifar10_fixture(root: Path, n_train_per_batch: int = 8, n_test: int = 10, seed: int = 0) -> Path:
+def write_cifar10_fixture(
+    root: Path, n_train_per_batch: int = 8, n_test: int = 10, seed: int = 0
+) -> Path:
     """ROOT/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta} as the official pickled dicts."""
     rng = np.random.default_rng(seed)
     folder = Path(root) / "cifar-10-batches-py"
@@ -45,7 +47,9 @@ def write_cifar10_fixture(root: Path, n_train_per_batch: int = 8, n_test: int = 
     return Path(root)
 
 
-def write_celeba_fixture(root: Path, n_train: int = 12, n_valid: int = 3, n_test: int = 6, seed: int = 0) -> Path:
+def write_celeba_fixture(
+    root: Path, n_train: int = 12, n_valid: int = 3, n_test: int = 6, seed: int = 0
+) -> Path:
     """ROOT/celeba/img_align_celeba/NNNNNN.jpg (178x218, the aligned size) + list_eval_partition.txt."""
     from PIL import Image
 

@@ -23,13 +23,20 @@ PROBE = (
 def start(env: dict, sessions: list[int], *args: str, **popen) -> subprocess.Popen:
     """`python study/launch.py ARGS` in a new session, recorded in `sessions` for the clean-up."""
     proc = subprocess.Popen(
-        [sys.executable, "study/launch.py", *args], cwd=REPO, env=env, text=True, start_new_session=True, **popen
+        [sys.executable, "study/launch.py", *args],
+        cwd=REPO,
+        env=env,
+        text=True,
+        start_new_session=True,
+        **popen,
     )
     sessions.append(proc.pid)
     return proc
 
 
-def launch(env: dict, sessions: list[int], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def launch(
+    env: dict, sessions: list[int], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run the launcher to the end and return what it printed."""
     proc = start(env, sessions, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout, stderr = proc.communicate(timeout=timeout)
@@ -39,14 +46,21 @@ def launch(env: dict, sessions: list[int], *args: str, timeout: float = 300) -> 
 def probe(env: dict, *args: str, prelude: str = "") -> subprocess.CompletedProcess:
     """main(ARGS) in a fresh interpreter; its stderr ends with whether Ray was imported."""
     return subprocess.run(
-        [sys.executable, "-c", prelude + PROBE, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", prelude + PROBE, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def kill_sessions(sids: list[int], wait_s: float = 10) -> None:
     """SIGKILL every process left in these sessions and wait for them to go."""
     deadline = time.monotonic() + wait_s
-    while (members := [pid for sid in sids for pid in session_members(sid)]) and time.monotonic() < deadline:
+    while (
+        members := [pid for sid in sids for pid in session_members(sid)]
+    ) and time.monotonic() < deadline:
         for pid in members:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -58,7 +72,9 @@ def session_members(sid: int) -> list[int]:
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp session
+            fields = (
+                stat.read_text().rsplit(")", 1)[1].split()
+            )  # after "pid (comm)": state ppid pgrp session
         except OSError:  # the process ended while we looked
             continue
         if int(fields[3]) == sid and fields[0] != "Z":

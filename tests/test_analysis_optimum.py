@@ -29,23 +29,39 @@ def test_measured_and_smooth_minimum_of_a_bowl_in_log_latent():
     "latents, scores, note",
     [
         ((32, 64, 128), (2.0, 1.0, 2.0), "only 3 latent sizes"),
-        ((16, 32, 64, 128, 256), (5.0, 4.0, 3.0, 2.0, 1.0), "edge of the measured latents (256): not bracketed"),
+        (
+            (16, 32, 64, 128, 256),
+            (5.0, 4.0, 3.0, 2.0, 1.0),
+            "edge of the measured latents (256): not bracketed",
+        ),
         ((16, 32, 64, 128, 256), (10.0, 20.0, 5.0, 20.0, 10.0), "not convex"),
-        ((16, 32, 64, 128, 256), (0.0, -0.01, 30.0, 60.0, 61.0), "outside the fitted latents 16-256"),
+        (
+            (16, 32, 64, 128, 256),
+            (0.0, -0.01, 30.0, 60.0, 61.0),
+            "outside the fitted latents 16-256",
+        ),
     ],
 )
 def test_smooth_minimum_is_nan_and_says_why(latents, scores, note):
     best = optima(
-        [make_row({**CURVE, "latent": latent}, mvg=s) for latent, s in zip(latents, scores, strict=True)]
+        [
+            make_row({**CURVE, "latent": latent}, mvg=s)
+            for latent, s in zip(latents, scores, strict=True)
+        ]
     ).iloc[0]
     assert math.isnan(best["fit_latent"]) and note in best["fit_note"]
 
 
 def test_replicates_give_mean_std_and_a_t_interval():
-    rows = [make_row({**CURVE, "latent": 64, "seed": seed}, mvg=50.0 + delta) for seed, delta in enumerate((-1, 0, 1))]
+    rows = [
+        make_row({**CURVE, "latent": 64, "seed": seed}, mvg=50.0 + delta)
+        for seed, delta in enumerate((-1, 0, 1))
+    ]
     stats = latent_stats(usable(pd.DataFrame(rows))).query("score == 'mvg'").iloc[0]
     assert (stats["mean"], stats["std"], stats["n"]) == (50.0, 1.0, 3)
-    assert stats["ci_high"] - 50.0 == pytest.approx(4.302653 / math.sqrt(3))  # t(0.975, 2 dof) * std / sqrt(n)
+    assert stats["ci_high"] - 50.0 == pytest.approx(
+        4.302653 / math.sqrt(3)
+    )  # t(0.975, 2 dof) * std / sqrt(n)
 
 
 @pytest.mark.parametrize("spread, expected", [(0.1, True), (20.0, False)])
@@ -63,7 +79,9 @@ def test_optimum_against_its_neighbours_by_welch_t_test(spread, expected):
 
 def test_single_runs_cannot_be_told_from_their_neighbours():
     best = optima(curve_rows([CURVE])).iloc[0]
-    assert best["distinguishable"] is None and math.isnan(best["std"]) and math.isnan(best["ci_low"])
+    assert (
+        best["distinguishable"] is None and math.isnan(best["std"]) and math.isnan(best["ci_low"])
+    )
 
 
 def test_curves_pool_seeds_and_searches_but_split_on_config_and_skip_failures():

@@ -41,14 +41,19 @@ def test_table_2_cells(dataset, filters, model, column, value):
     ],
 )
 def test_table_2_missing_cells_are_nan(dataset, filters, model, column):
-    assert math.isnan(cell(published.table_2(), column, dataset=dataset, filters=filters, model=model))
+    assert math.isnan(
+        cell(published.table_2(), column, dataset=dataset, filters=filters, model=model)
+    )
 
 
 def test_table_2_has_every_row_at_the_comparison_latents():
     table = published.table_2()
     assert len(table) == 2 * 13
     assert set(table["model"]) == {"DAE", "DAE (BN)", "VAE", "WAE", "RAE", "EAE", "GMM-DAE"}
-    assert dict(zip(table["dataset"], table["latent"], strict=True)) == {"cifar10": 128, "celeba": 64}
+    assert dict(zip(table["dataset"], table["latent"], strict=True)) == {
+        "cifar10": 128,
+        "celeba": 64,
+    }
     assert set(table["metric"]) == {"FID"}
 
 
@@ -64,7 +69,17 @@ def test_table_2_has_every_row_at_the_comparison_latents():
     ],
 )
 def test_table_3_cells(dataset, latent, filters, model, column, value):
-    assert cell(published.table_3(), column, dataset=dataset, latent=latent, filters=filters, model=model) == value
+    assert (
+        cell(
+            published.table_3(),
+            column,
+            dataset=dataset,
+            latent=latent,
+            filters=filters,
+            model=model,
+        )
+        == value
+    )
 
 
 def test_table_3_rows_and_the_stated_best_scores():

@@ -4,10 +4,25 @@ import math
 
 import pandas as pd
 import pytest
-from analysis_data import DIGITS_CURVES, OPTIMUM, TABLE_1_CURVES, bowl, curve_rows, offset, ok_rows, only
+from analysis_data import (
+    DIGITS_CURVES,
+    OPTIMUM,
+    TABLE_1_CURVES,
+    bowl,
+    curve_rows,
+    offset,
+    ok_rows,
+    only,
+)
 
 from analysis.results import usable
-from analysis.tables import comparability_notes, make_gaussianity_table, make_table_2, make_table_3, write_table
+from analysis.tables import (
+    comparability_notes,
+    make_gaussianity_table,
+    make_table_2,
+    make_table_3,
+    write_table,
+)
 
 DAE_128 = {"dataset": "cifar10", "filters": 128, "model": "dae"}
 
@@ -37,7 +52,9 @@ def test_table_2_keeps_paper_rows_we_did_not_train(full):
     table = make_table_2(full)
     wae = only(table, dataset="cifar10", model="WAE")
     assert math.isnan(wae["test_recon_ours"]) and wae["test_recon_paper"] == 57.94
-    assert not ((table["dataset"] == "celeba") & (table["filters"] == 256)).any()  # empty on both sides
+    assert not (
+        (table["dataset"] == "celeba") & (table["filters"] == 256)
+    ).any()  # empty on both sides
 
 
 def test_table_3_puts_each_curve_at_its_optimum_per_sampler(full):
@@ -49,8 +66,13 @@ def test_table_3_puts_each_curve_at_its_optimum_per_sampler(full):
     assert mvg["test_recon_diff"] == pytest.approx(offset(DAE_128) / 2 - 40.31)
     gmm = only(table, dataset="celeba", filters=64, model="DAE", best_for="gmm")
     assert gmm["latent_paper"] == 384 and gmm["gmm_paper"] == 45.80
-    assert only(table, dataset="cifar10", filters=32, model="VAE", best_for="normal")["latent_paper"] == 384
-    assert pd.isna(only(table, dataset="cifar10", filters=32, model="DAE", best_for="normal")["latent_paper"])
+    assert (
+        only(table, dataset="cifar10", filters=32, model="VAE", best_for="normal")["latent_paper"]
+        == 384
+    )
+    assert pd.isna(
+        only(table, dataset="cifar10", filters=32, model="DAE", best_for="normal")["latent_paper"]
+    )
 
 
 def test_digits_scores_never_stand_beside_published_fids(digits):
@@ -67,8 +89,14 @@ def test_digits_scores_never_stand_beside_published_fids(digits):
 def test_a_cifar10_score_in_another_feature_space_is_not_joined():
     rows = pd.DataFrame(curve_rows([DAE_128])).assign(fid=False, feature_extractor="other-cnn")
     table = make_table_2(usable(rows))
-    assert math.isnan(only(table, dataset="cifar10", filters=128, model="DAE", metric="FD (other-cnn)")["mvg_paper"])
-    assert math.isnan(only(table, dataset="cifar10", filters=128, model="DAE", metric="FID")["mvg_ours"])
+    assert math.isnan(
+        only(table, dataset="cifar10", filters=128, model="DAE", metric="FD (other-cnn)")[
+            "mvg_paper"
+        ]
+    )
+    assert math.isnan(
+        only(table, dataset="cifar10", filters=128, model="DAE", metric="FID")["mvg_ours"]
+    )
 
 
 def test_tables_are_written_as_markdown_and_csv(full, tmp_path):
@@ -92,4 +120,7 @@ def test_gaussianity_per_curve(full):
         noise_std=0.0,
         freeze_latent=False,
     )
-    assert dae["code_abs_skew_mean"] == pytest.approx(4 / 128) and (dae["n"], dae["latents"]) == (5, "32-256")
+    assert dae["code_abs_skew_mean"] == pytest.approx(4 / 128) and (dae["n"], dae["latents"]) == (
+        5,
+        "32-256",
+    )

@@ -5,8 +5,20 @@ from trainables.config import TrialConfig, make_config
 
 def test_defaults_are_the_papers_protocol():
     cfg = make_config()
-    assert (cfg.dataset, cfg.model, cfg.filters, cfg.depth, cfg.latent) == ("cifar10", "dae", 128, "1", 128)
-    assert (cfg.epochs, cfg.batch_size, cfg.beta, cfg.n_samples, cfg.gmm_components) == (100, 128, 0.01, 10_000, 10)
+    assert (cfg.dataset, cfg.model, cfg.filters, cfg.depth, cfg.latent) == (
+        "cifar10",
+        "dae",
+        128,
+        "1",
+        128,
+    )
+    assert (cfg.epochs, cfg.batch_size, cfg.beta, cfg.n_samples, cfg.gmm_components) == (
+        100,
+        128,
+        0.01,
+        10_000,
+        10,
+    )
     assert cfg.feature_extractor == "inception-fid"
 
 
@@ -60,7 +72,10 @@ def test_depth_forms_normalise():
 def test_trial_id_is_stable_and_ignores_where_it_runs():
     a = make_config({"latent": 64})
     assert a.trial_id() == make_config({"latent": 64.0}).trial_id()
-    assert a.trial_id() == make_config({"latent": 64, "data_root": "/elsewhere", "device": "cpu"}).trial_id()
+    assert (
+        a.trial_id()
+        == make_config({"latent": 64, "data_root": "/elsewhere", "device": "cpu"}).trial_id()
+    )
     assert a.trial_id() != make_config({"latent": 64, "seed": 1}).trial_id()
     assert a.trial_id() != make_config({"latent": 65}).trial_id()
     assert len(a.trial_id()) == 16

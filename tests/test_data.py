@@ -35,7 +35,9 @@ def test_cifar10_fixture_decodes_row_major_chw(tmp_path):
     assert img[0, 1, 0] == first[0, 32]  # next row
     assert img[1, 0, 0] == first[0, 1024]  # green plane after 1024 reds
     assert img[2, 31, 31] == first[0, 3071]
-    expected_train = np.concatenate([raw(f"data_batch_{i}") for i in range(1, 6)]).reshape(40, 3, 32, 32)
+    expected_train = np.concatenate([raw(f"data_batch_{i}") for i in range(1, 6)]).reshape(
+        40, 3, 32, 32
+    )
     np.testing.assert_array_equal(ds.train.numpy(), expected_train)
     np.testing.assert_array_equal(ds.test.numpy(), test.reshape(10, 3, 32, 32))
 
@@ -58,7 +60,12 @@ def test_truncated_cifar_batch_is_corrupt_not_a_pickle_traceback(tmp_path):
 def test_load_for_config_uses_the_config_paths(tmp_path):
     root = write_cifar10_fixture(tmp_path / "data", n_train_per_batch=2, n_test=3)
     cfg = make_config(
-        {"dataset": "cifar10", "data_root": str(root), "cache_dir": str(tmp_path / "c"), "verify_checksums": False}
+        {
+            "dataset": "cifar10",
+            "data_root": str(root),
+            "cache_dir": str(tmp_path / "c"),
+            "verify_checksums": False,
+        }
     )
     ds = data.load_for_config(cfg)
     assert ds.name == "cifar10" and ds.train.shape[0] == 10 and ds.test.shape[0] == 3
@@ -72,18 +79,26 @@ def test_celeba_fixture_loads_and_caches(tmp_path):
     assert ds.train.dtype == torch.uint8
     cached = sorted(p.name for p in (cache / "celeba64").iterdir())
     assert cached == ["test-6.npy", "train-12.npy"]
-    np.testing.assert_array_equal(np.load(cache / "celeba64" / "train-12.npy", allow_pickle=False), ds.train.numpy())
+    np.testing.assert_array_equal(
+        np.load(cache / "celeba64" / "train-12.npy", allow_pickle=False), ds.train.numpy()
+    )
 
     data.clear_memo()
-    (root / "celeba" / "img_align_celeba" / "000001.jpg").unlink()  # the second load must not decode at all
+    (
+        root / "celeba" / "img_align_celeba" / "000001.jpg"
+    ).unlink()  # the second load must not decode at all
     again = data.load_dataset("celeba", root, cache, verify=False)
     assert torch.equal(again.train, ds.train) and torch.equal(again.test, ds.test)
 
 
 def test_celeba_cache_is_keyed_by_partition_size(tmp_path):
     cache = tmp_path / "cache"
-    small = data.load_dataset("celeba", write_celeba_fixture(tmp_path / "a", 4, 1, 2), cache, verify=False)
-    large = data.load_dataset("celeba", write_celeba_fixture(tmp_path / "b", 5, 1, 3, seed=1), cache, verify=False)
+    small = data.load_dataset(
+        "celeba", write_celeba_fixture(tmp_path / "a", 4, 1, 2), cache, verify=False
+    )
+    large = data.load_dataset(
+        "celeba", write_celeba_fixture(tmp_path / "b", 5, 1, 3, seed=1), cache, verify=False
+    )
     assert small.train.shape[0] == 4 and large.train.shape[0] == 5 and large.test.shape[0] == 3
 
 
@@ -94,7 +109,9 @@ def test_celeba_centre_crop_is_140_then_64(tmp_path):
     pixels[top : top + 140, left : left + 140] = 255
     Image.fromarray(pixels).save(root / "celeba" / "img_align_celeba" / "000001.jpg", quality=100)
     ds = data.load_dataset("celeba", root, tmp_path / "cache", verify=False)
-    assert ds.train[0].min() >= 240  # a crop off by a few pixels or a full-frame resize would show black edges
+    assert (
+        ds.train[0].min() >= 240
+    )  # a crop off by a few pixels or a full-frame resize would show black edges
 
 
 def test_celeba_verify_checks_partition_md5(tmp_path):
@@ -113,7 +130,11 @@ def test_celeba_missing_listed_image(tmp_path):
 def test_digits_split_and_scale(tmp_path):
     ds = data.load_dataset("digits", tmp_path / "ignored", tmp_path / "cache")
     assert ds.train.shape == (1347, 1, 32, 32) and ds.test.shape == (450, 1, 32, 32)
-    assert ds.train.dtype == torch.uint8 and 250 <= int(ds.train.max()) <= 255 and int(ds.train.min()) == 0
+    assert (
+        ds.train.dtype == torch.uint8
+        and 250 <= int(ds.train.max()) <= 255
+        and int(ds.train.min()) == 0
+    )
     data.clear_memo()
     again = data.load_dataset("digits", tmp_path / "elsewhere", tmp_path / "cache")
     assert torch.equal(again.train, ds.train) and torch.equal(again.test, ds.test)

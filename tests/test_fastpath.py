@@ -15,15 +15,25 @@ import pytest
 import torch
 
 from trainables.config import make_config
-from trainables.trial import RESULT_COLUMNS, run_trial
+from trainables.schema import RESULT_COLUMNS
+from trainables.trial import run_trial
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ sits beside tests/ and is not installed
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # benchmarks/ sits beside tests/ and is not installed
 from benchmarks import packing  # noqa: E402
 
 TOLERANCE = 1e-9
 TIMING = {"wall_s", "train_s", "eval_s", "encode_s", "prior_s", "sample_s", "score_s", "started_at"}
 HOW_IT_RAN = {"train_loop", "gmm_backend"}  # the two runs differ here on purpose
-TINY_DIGITS = {"dataset": "digits", "filters": 4, "latent": 4, "epochs": 2, "batch_size": 16, "n_samples": 200}
+TINY_DIGITS = {
+    "dataset": "digits",
+    "filters": 4,
+    "latent": 4,
+    "epochs": 2,
+    "batch_size": 16,
+    "n_samples": 200,
+}
 
 
 @pytest.mark.parametrize(
@@ -43,8 +53,18 @@ def test_runtime_options_are_validated(overrides, key):
 
 def test_runtime_options_leave_the_trial_id_alone():
     base = make_config({"latent": 64})
-    assert (base.precision, base.compile, base.gmm_backend, base.train_loop) == ("auto", False, "auto", "fast")
-    for overrides in ({"precision": "bf16"}, {"compile": True}, {"gmm_backend": "torch"}, {"train_loop": "plain"}):
+    assert (base.precision, base.compile, base.gmm_backend, base.train_loop) == (
+        "auto",
+        False,
+        "auto",
+        "fast",
+    )
+    for overrides in (
+        {"precision": "bf16"},
+        {"compile": True},
+        {"gmm_backend": "torch"},
+        {"train_loop": "plain"},
+    ):
         assert make_config({"latent": 64, **overrides}).trial_id() == base.trial_id()
 
 
@@ -59,7 +79,10 @@ def test_fast_trial_matches_the_plain_trial(tmp_path):
         "plain",
         "sklearn",
     )
-    assert fast["precision"] == plain["precision"] == "fp32" and fast["compiled"] is plain["compiled"] is False
+    assert (
+        fast["precision"] == plain["precision"] == "fp32"
+        and fast["compiled"] is plain["compiled"] is False
+    )
     assert fast["gmm_n_iter"] > 1 and math.isfinite(fast["fd_gmm"])
     for column in set(RESULT_COLUMNS) - TIMING - HOW_IT_RAN:
         if isinstance(plain[column], float):
@@ -73,7 +96,9 @@ def test_packing_recommends_the_smallest_share_near_the_best_rate():
     measured = {k: {"images_per_s": rate, "peak_gib": gib} for k, (rate, gib) in measured.items()}
     assert packing.recommend(measured, memory_gib=None) == 4  # 196 is within 5% of 200; 180 is not
     assert packing.recommend(measured, memory_gib=4 * (1.0 + packing.EVAL_RESERVE_GIB)) == 4
-    assert packing.recommend(measured, memory_gib=2 * (1.0 + packing.EVAL_RESERVE_GIB)) == 2  # 4 would not fit
+    assert (
+        packing.recommend(measured, memory_gib=2 * (1.0 + packing.EVAL_RESERVE_GIB)) == 2
+    )  # 4 would not fit
     assert packing.recommend(measured, memory_gib=1.0) == 1  # nothing fits: one trial per card
 
 

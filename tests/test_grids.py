@@ -8,8 +8,14 @@ TABLE_2_3_LATENTS = {32, 64, 80, 96, 128, 144, 152, 160, 192, 256, 384, 512, 768
 
 def table1_curves_from_the_paper() -> set[tuple]:
     """Table 1 and its text, as (dataset, model, filters, depth, latent_norm, noise_std, freeze_latent)."""
-    curves = {("cifar10", m, f, "1", "none", 0.0, False) for m in ("dae", "vae") for f in (32, 64, 128, 256)}
-    curves |= {("celeba", m, f, "1", "none", 0.0, False) for m in ("dae", "vae") for f in (32, 64, 128)}
+    curves = {
+        ("cifar10", m, f, "1", "none", 0.0, False)
+        for m in ("dae", "vae")
+        for f in (32, 64, 128, 256)
+    }
+    curves |= {
+        ("celeba", m, f, "1", "none", 0.0, False) for m in ("dae", "vae") for f in (32, 64, 128)
+    }
     curves |= {("cifar10", "dae", 64, d, "none", 0.0, False) for d in ("2", "3")}
     curves |= {("cifar10", "dae", 128, d, "none", 0.0, False) for d in ("2", "3-3-2-1")}
     curves |= {("cifar10", "dae", 128, "1", norm, 0.0, False) for norm in ("bn", "sn", "ln")}
@@ -19,14 +25,24 @@ def table1_curves_from_the_paper() -> set[tuple]:
 
 
 def axes(cfg) -> tuple:
-    return (cfg.dataset, cfg.model, cfg.filters, cfg.depth, cfg.latent_norm, cfg.noise_std, cfg.freeze_latent)
+    return (
+        cfg.dataset,
+        cfg.model,
+        cfg.filters,
+        cfg.depth,
+        cfg.latent_norm,
+        cfg.noise_std,
+        cfg.freeze_latent,
+    )
 
 
 def test_table1_is_exactly_the_papers_table_1():
     trials = grids.expand("table1")
     assert {axes(cfg) for cfg in trials} == table1_curves_from_the_paper()
     assert 300 <= len(trials) <= 400
-    assert all(cfg.epochs == 100 and cfg.batch_size == 128 and cfg.n_samples == 10_000 for cfg in trials)
+    assert all(
+        cfg.epochs == 100 and cfg.batch_size == 128 and cfg.n_samples == 10_000 for cfg in trials
+    )
 
 
 def test_table_2_and_3_curves_hold_every_latent_size_the_paper_reports():
@@ -37,7 +53,9 @@ def test_table_2_and_3_curves_hold_every_latent_size_the_paper_reports():
     assert len(depth1) == 14
     for curve in depth1:
         assert TABLE_2_3_LATENTS <= latents[curve], curve
-        assert min(latents[curve]) < 32 and max(latents[curve]) > 768  # each minimum has a point on both sides
+        assert (
+            min(latents[curve]) < 32 and max(latents[curve]) > 768
+        )  # each minimum has a point on both sides
 
 
 def test_table1_sub_grids_split_it_by_dataset():

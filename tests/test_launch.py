@@ -54,8 +54,14 @@ def test_launch_runs_the_grid_into_the_store_under_our_trial_ids(smoke_store):
     path, result = smoke_store
     assert result.returncode == 0, result.stderr
     df = pd.read_parquet(path)
-    assert set(df["trial_id"]) == smoke_ids(3)  # our ids, not Tune's (Tune overwrites a reported trial_id)
-    assert (df["status"] == "ok").all() and (df["grid"] == "smoke").all() and (df["search"] == "grid").all()
+    assert set(df["trial_id"]) == smoke_ids(
+        3
+    )  # our ids, not Tune's (Tune overwrites a reported trial_id)
+    assert (
+        (df["status"] == "ok").all()
+        and (df["grid"] == "smoke").all()
+        and (df["search"] == "grid").all()
+    )
     assert (df["replicate"] == 0).all()
     assert len(re.findall(r"^\[\d/3\] ok ", result.stdout, re.M)) == 3
     assert "FD (digits-cnn)" in result.stdout and "FID" not in result.stdout.replace("FD (", "")
@@ -74,14 +80,27 @@ def test_launching_a_finished_grid_runs_nothing(env, smoke_store, tmp_path):
 @pytest.mark.slow
 def test_optuna_search_lands_tagged_rows_and_reuses_measured_latents(env, sessions, smoke_store):
     path, _ = smoke_store
-    args = ["--grid", "smoke", "--limit", "3", "--search", "optuna", "--search-trials", "3", "--results", str(path)]
+    args = [
+        "--grid",
+        "smoke",
+        "--limit",
+        "3",
+        "--search",
+        "optuna",
+        "--search-trials",
+        "3",
+        "--results",
+        str(path),
+    ]
     result = launch(env, sessions, *args)
     assert result.returncode == 0, result.stderr
     assert "already measured (fd_mvg) 4: " in result.stdout and ", 16: " in result.stdout
     df = pd.read_parquet(path)
     searched = df[df["search"] == "optuna"]
     assert 1 <= len(searched) <= 3 and (searched["status"] == "ok").all()
-    assert searched["latent"].between(5, 15).all()  # 4 and 16 were answered from the store, not trained again
+    assert (
+        searched["latent"].between(5, 15).all()
+    )  # 4 and 16 were answered from the store, not trained again
     assert set(df[df["search"] == "grid"]["trial_id"]) == smoke_ids(3)
 
 
@@ -101,5 +120,7 @@ def test_a_grid_file_and_set_overrides_make_a_custom_grid(env, tmp_path):
 def test_set_overrides_every_entry_and_trials_it_makes_identical_run_once():
     trials = grids.expand("smoke", overrides={"latent": 8, "epochs": 2})
     assert {(cfg.latent, cfg.epochs) for cfg in trials} == {(8, 2)}
-    assert len(trials) == len(grids.SMOKE) - 1  # the smoke grid's first two entries differ only in latent
+    assert (
+        len(trials) == len(grids.SMOKE) - 1
+    )  # the smoke grid's first two entries differ only in latent
     assert len({cfg.trial_id() for cfg in trials}) == len(trials)

@@ -48,7 +48,9 @@ def test_commuting_covariances_match_the_closed_form():
     a, b = rng.uniform(0.1, 5, 16), rng.uniform(0.1, 5, 16)
     mu1, mu2 = rng.standard_normal(16), rng.standard_normal(16)
     expected = np.sum((np.sqrt(a) - np.sqrt(b)) ** 2) + np.sum((mu1 - mu2) ** 2)
-    assert metrics.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-10)
+    assert metrics.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(
+        expected, rel=1e-10
+    )
     q = random_rotation(rng, 16)
     rotated = metrics.frechet_distance(q @ mu1, q @ np.diag(a) @ q.T, q @ mu2, q @ np.diag(b) @ q.T)
     assert rotated == pytest.approx(expected, rel=1e-8)
@@ -58,11 +60,16 @@ def test_symmetric():
     rng = np.random.default_rng(3)
     s1, s2 = random_psd(rng, 48), random_psd(rng, 48)
     m1, m2 = rng.standard_normal(48), rng.standard_normal(48)
-    forward, backward = metrics.frechet_distance(m1, s1, m2, s2), metrics.frechet_distance(m2, s2, m1, s1)
+    forward, backward = (
+        metrics.frechet_distance(m1, s1, m2, s2),
+        metrics.frechet_distance(m2, s2, m1, s1),
+    )
     assert forward == pytest.approx(backward, rel=1e-10)
 
 
-@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")  # inside pytorch-fid
+@pytest.mark.filterwarnings(
+    "ignore:The `disp` argument is deprecated:DeprecationWarning"
+)  # inside pytorch-fid
 def test_agrees_with_pytorch_fid_sqrtm():
     rng = np.random.default_rng(4)
     for _ in range(2):
@@ -81,7 +88,9 @@ def test_rank_deficient_covariances():
     b = np.array([1.0, 0.0, 9.0, 4.0, 0.0, 0.0])
     q = random_rotation(rng, 6)
     expected = np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
-    got = metrics.frechet_distance(np.zeros(6), q @ np.diag(a) @ q.T, np.zeros(6), q @ np.diag(b) @ q.T)
+    got = metrics.frechet_distance(
+        np.zeros(6), q @ np.diag(a) @ q.T, np.zeros(6), q @ np.diag(b) @ q.T
+    )
     assert got == pytest.approx(expected, rel=1e-8)
     # sample covariances of 10 points in 64 dimensions (rank 9)
     mu1, s1 = metrics.gaussian_stats(rng.standard_normal((10, 64)))
@@ -112,7 +121,9 @@ def test_gaussian_stats_matches_numpy():
     mu, sigma = metrics.gaussian_stats(features)
     assert mu.dtype == sigma.dtype == np.float64
     np.testing.assert_allclose(mu, features.astype(np.float64).mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(sigma, np.cov(features.astype(np.float64), rowvar=False, ddof=1), rtol=1e-12)
+    np.testing.assert_allclose(
+        sigma, np.cov(features.astype(np.float64), rowvar=False, ddof=1), rtol=1e-12
+    )
     with pytest.raises(ValueError):
         metrics.gaussian_stats(features[:1])
 
@@ -133,7 +144,11 @@ def test_check_extractor(monkeypatch, tmp_path):
     monkeypatch.setenv("DAE_FID_WEIGHTS", str(missing))
     with pytest.raises(metrics.WeightsMissing) as err:
         metrics.check_extractor("inception-fid")
-    assert str(missing) in str(err.value) and FID_WEIGHTS_URL in str(err.value) and "DAE_FID_WEIGHTS" in str(err.value)
+    assert (
+        str(missing) in str(err.value)
+        and FID_WEIGHTS_URL in str(err.value)
+        and "DAE_FID_WEIGHTS" in str(err.value)
+    )
     with pytest.raises(metrics.WeightsMissing):
         metrics.inception_network()
     metrics.check_extractor("digits-cnn")  # trained locally: nothing to check
@@ -161,7 +176,9 @@ def test_inception_features_and_weights_file_round_trip(random_inception_file, m
     random = metrics.get_extractor("inception-fid", CPU, cache_dir="unused", random_weights=True)
     assert random.name != "inception-fid" and random.dim == 2048  # random weights are never FID
     features = random.features(images, batch_size=3)  # two batches
-    assert features.shape == (4, 2048) and features.dtype == np.float64 and np.isfinite(features).all()
+    assert (
+        features.shape == (4, 2048) and features.dtype == np.float64 and np.isfinite(features).all()
+    )
     assert features.std(axis=0).max() > 0
 
     # the real loading path: file -> torch.load(weights_only=True) -> pytorch-fid's InceptionV3
@@ -174,7 +191,9 @@ def test_inception_features_and_weights_file_round_trip(random_inception_file, m
 
     # uint8 and 1-channel input
     as_uint8 = (images * 255).round().to(torch.uint8)
-    np.testing.assert_allclose(loaded.features(as_uint8), loaded.features(as_uint8.float() / 255), rtol=1e-6)
+    np.testing.assert_allclose(
+        loaded.features(as_uint8), loaded.features(as_uint8.float() / 255), rtol=1e-6
+    )
     grey = images[:2, :1]
     np.testing.assert_array_equal(loaded.features(grey), loaded.features(grey.repeat(1, 3, 1, 1)))
     metrics.clear_extractors()
@@ -205,7 +224,9 @@ def digits(tmp_path_factory):
 
     cache_dir = tmp_path_factory.mktemp("cache")
     metrics.clear_extractors()
-    extractor = metrics.get_extractor("digits-cnn", CPU, cache_dir)  # trains once, saves to cache_dir
+    extractor = metrics.get_extractor(
+        "digits-cnn", CPU, cache_dir
+    )  # trains once, saves to cache_dir
     yield load_dataset("digits", cache_dir, cache_dir), extractor, cache_dir
     metrics.clear_extractors()
 
@@ -228,7 +249,9 @@ def test_digits_cnn_is_reused_from_disk(digits, monkeypatch):
         raise AssertionError("digits-cnn was retrained although its file is cached")
 
     monkeypatch.setattr(metrics, "train_digits_cnn", no_training)
-    assert metrics.get_extractor("digits-cnn", CPU, cache_dir) is extractor  # memoised in the process
+    assert (
+        metrics.get_extractor("digits-cnn", CPU, cache_dir) is extractor
+    )  # memoised in the process
     metrics.clear_extractors()
     again = metrics.get_extractor("digits-cnn", CPU, cache_dir)
     assert again is not extractor and again.weights_id == extractor.weights_id
@@ -240,7 +263,9 @@ def test_digits_features(digits):
     assert extractor.name == "digits-cnn" and extractor.dim == 64
     features = extractor.features(data.test[:100], batch_size=32)
     assert features.shape == (100, 64) and features.dtype == np.float64
-    np.testing.assert_allclose(extractor.features(data.test[:100].float() / 255), features, rtol=1e-6)
+    np.testing.assert_allclose(
+        extractor.features(data.test[:100].float() / 255), features, rtol=1e-6
+    )
 
 
 def test_reference_stats_cache_and_distances(digits, monkeypatch):
@@ -251,7 +276,9 @@ def test_reference_stats_cache_and_distances(digits, monkeypatch):
     assert len(files) == 1
 
     with monkeypatch.context() as patch:  # a cache hit computes no features
-        patch.setattr(type(extractor), "features", lambda *a, **k: pytest.fail("stats were recomputed"))
+        patch.setattr(
+            type(extractor), "features", lambda *a, **k: pytest.fail("stats were recomputed")
+        )
         cached = metrics.reference_stats("digits", data.test, extractor, cache_dir)
     np.testing.assert_array_equal(cached[0], ref[0])
     np.testing.assert_array_equal(cached[1], ref[1])
@@ -260,15 +287,23 @@ def test_reference_stats_cache_and_distances(digits, monkeypatch):
     metrics.reference_stats("digits", data.train[: len(data.test)], extractor, cache_dir)
     assert len(list((cache_dir / metrics.STATS_DIR).glob("*.npz"))) == 2
 
-    assert metrics.score(data.test, extractor, ref) == pytest.approx(0.0, abs=1e-6 * np.trace(ref[1]))
+    assert metrics.score(data.test, extractor, ref) == pytest.approx(
+        0.0, abs=1e-6 * np.trace(ref[1])
+    )
     to_train = metrics.score(data.train, extractor, ref)
-    noise = torch.randint(0, 256, data.test.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    noise = torch.randint(
+        0, 256, data.test.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     to_noise = metrics.score(noise, extractor, ref)
     assert 0 < to_train < 0.05 * to_noise
 
 
-@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")  # inside pytorch-fid
-@pytest.mark.filterwarnings("ignore:Matrix is singular")  # digits-cnn has dead ReLU units; sqrtm copes here
+@pytest.mark.filterwarnings(
+    "ignore:The `disp` argument is deprecated:DeprecationWarning"
+)  # inside pytorch-fid
+@pytest.mark.filterwarnings(
+    "ignore:Matrix is singular"
+)  # digits-cnn has dead ReLU units; sqrtm copes here
 def test_score_matches_pytorch_fids_own_path(digits):
     """Batched on-device features + eigh trace == host DataLoader at batch 50 + scipy sqrtm, within 1e-3."""
     data, extractor, cache_dir = digits
@@ -285,7 +320,10 @@ def test_frechet_distance_takes_tensors_on_their_device():
     s1, s2 = random_psd(rng, 16), random_psd(rng, 16)
     m1, m2 = rng.standard_normal(16), rng.standard_normal(16)
     expected = metrics.frechet_distance(m1, s1, m2, s2)
-    mu, sigma = torch.from_numpy(m1), torch.from_numpy(s1).float()  # float32 tensors are promoted to float64
+    mu, sigma = (
+        torch.from_numpy(m1),
+        torch.from_numpy(s1).float(),
+    )  # float32 tensors are promoted to float64
     assert metrics.frechet_distance(mu, sigma, m2, s2) == pytest.approx(expected, rel=1e-6)
     features = torch.randn(40, 5, dtype=torch.float64)
     mu_t, sigma_t = metrics.moments(features)

@@ -9,7 +9,9 @@ def tiny(**overrides):
     return make_config({"filters": 4, "latent": 8, **overrides})
 
 
-@pytest.mark.parametrize("dataset, shape", [("cifar10", (3, 32, 32)), ("celeba", (3, 64, 64)), ("digits", (1, 32, 32))])
+@pytest.mark.parametrize(
+    "dataset, shape", [("cifar10", (3, 32, 32)), ("celeba", (3, 64, 64)), ("digits", (1, 32, 32))]
+)
 @pytest.mark.parametrize("depth", [1, 2, [3, 3, 2, 1]])
 def test_shapes(dataset, shape, depth):
     model = build_model(tiny(dataset=dataset, depth=depth)).eval()
@@ -28,7 +30,9 @@ def test_kernel_and_stage_counts_follow_the_paper():
     assert [m.kernel_size for m in convs] == [(4, 4)] * 4
     assert [m.out_channels for m in convs] == [4, 8, 16, 32]
     assert all(m.kernel_size == (5, 5) for m in celeba.modules() if isinstance(m, torch.nn.Conv2d))
-    ups = lambda m: [u.out_channels for u in m.decoder.modules() if isinstance(u, torch.nn.ConvTranspose2d)]  # noqa: E731
+    ups = lambda m: [
+        u.out_channels for u in m.decoder.modules() if isinstance(u, torch.nn.ConvTranspose2d)
+    ]  # noqa: E731
     assert ups(cifar) == [16, 8]  # 4f, 2f
     assert ups(celeba) == [16, 8, 4]  # one more stage at 64x64
     assert cifar.decoder.linear.out_features == 8 * 8 * 32  # 8x8x8f
@@ -105,7 +109,9 @@ def test_spectral_norm_bounds_the_latent_layer():
 def test_reconstruction_loss_is_summed_bce_per_image():
     x = torch.rand(2, 1, 4, 4)
     logits = torch.zeros(2, 1, 4, 4)  # p = 0.5 everywhere -> log(2) per pixel
-    assert torch.allclose(reconstruction_loss(logits, x), torch.full((2,), 16 * torch.log(torch.tensor(2.0))))
+    assert torch.allclose(
+        reconstruction_loss(logits, x), torch.full((2,), 16 * torch.log(torch.tensor(2.0)))
+    )
 
 
 def test_paper_scale_parameter_counts():

@@ -28,7 +28,9 @@ def test_mvg_samples_reproduce_the_fitted_covariance(gaussian_codes):
     mvg = priors.fit_mvg(codes)
     samples = priors.sample_mvg(mvg, 200_000, seed=1)
     np.testing.assert_allclose(samples.mean(0), mvg.mean, atol=0.03)
-    np.testing.assert_allclose(np.cov(samples, rowvar=False), mvg.cov, atol=0.05 * np.abs(mvg.cov).max())
+    np.testing.assert_allclose(
+        np.cov(samples, rowvar=False), mvg.cov, atol=0.05 * np.abs(mvg.cov).max()
+    )
 
 
 def test_mvg_log_likelihood_matches_scipy(gaussian_codes):
@@ -124,15 +126,21 @@ def test_torch_gmm_is_scikit_learns_fit(curved_codes):
     assert fit.model.lower_bound_ == pytest.approx(ref.model.lower_bound_, rel=1e-9)
     np.testing.assert_allclose(fit.model.weights_, ref.model.weights_, atol=1e-9)
     np.testing.assert_allclose(fit.model.covariances_, ref.model.covariances_, atol=1e-9)
-    np.testing.assert_allclose(priors.sample_gmm(fit, 500, seed=3), priors.sample_gmm(ref, 500, seed=3), atol=1e-8)
+    np.testing.assert_allclose(
+        priors.sample_gmm(fit, 500, seed=3), priors.sample_gmm(ref, 500, seed=3), atol=1e-8
+    )
     other_seed = priors.fit_gmm(train, components=5, seed=1, backend="torch")
-    assert abs(other_seed.model.score(held_out) - fit.model.score(held_out)) > 1e-6  # the tolerance means something
+    assert (
+        abs(other_seed.model.score(held_out) - fit.model.score(held_out)) > 1e-6
+    )  # the tolerance means something
 
 
 def test_torch_gmm_records_failures_like_scikit_learn():
     rng = np.random.default_rng(0)
     big = rng.standard_normal((200, 1)) * 1e6
-    collinear = np.hstack([big, big, rng.standard_normal((200, 1))])  # 1e-6 on the diagonal cannot fix this
+    collinear = np.hstack(
+        [big, big, rng.standard_normal((200, 1))]
+    )  # 1e-6 on the diagonal cannot fix this
     cases = [  # codes, components, expected (attempts, fitted)
         (collinear, 3, (2, True)),  # escalated regularisation
         (np.ones((1, 3)), 3, (3, False)),  # one code: every attempt fails, recorded
@@ -142,8 +150,16 @@ def test_torch_gmm_records_failures_like_scikit_learn():
         ref = priors.fit_gmm(codes, components, seed=0, backend="sklearn")
         fit = priors.fit_gmm(codes, components, seed=0, backend="torch")
         assert fit.backend == "torch"
-        assert (fit.attempts, fit.model is not None, fit.error is None) == (attempts, fitted, fitted)
-        assert (fit.components, fit.reg_covar, fit.attempts) == (ref.components, ref.reg_covar, ref.attempts)
+        assert (fit.attempts, fit.model is not None, fit.error is None) == (
+            attempts,
+            fitted,
+            fitted,
+        )
+        assert (fit.components, fit.reg_covar, fit.attempts) == (
+            ref.components,
+            ref.reg_covar,
+            ref.attempts,
+        )
 
 
 def test_gmm_backend_auto_is_torch_on_cuda_only():
@@ -154,7 +170,9 @@ def test_gmm_backend_auto_is_torch_on_cuda_only():
 
 def test_torch_gmm_follows_the_specs_stopping_rule(curved_codes):
     train, _ = curved_codes
-    model = priors.fit_gmm_torch(priors.GaussianMixture(5, max_iter=3, random_state=0), train, "cpu")
+    model = priors.fit_gmm_torch(
+        priors.GaussianMixture(5, max_iter=3, random_state=0), train, "cpu"
+    )
     assert model.n_iter_ == 3 and not model.converged_
     with pytest.raises(NotImplementedError):
         priors.fit_gmm_torch(priors.GaussianMixture(5, covariance_type="diag"), train, "cpu")

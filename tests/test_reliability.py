@@ -44,7 +44,8 @@ from study import grids, runner
 from study.store import CORRUPT, SUPERSEDED, ResultStore, live_parts, read_part
 from trainables import data, metrics, priors
 from trainables.config import make_config
-from trainables.trial import RESULT_COLUMNS, SCORED_SETS, run_trial
+from trainables.schema import RESULT_COLUMNS, SCORED_SETS
+from trainables.trial import run_trial
 
 CIFAR_TINY = {"dataset": "cifar10", "filters": 4, "epochs": 1, "batch_size": 16, "n_samples": 2}
 DIVERGING = {**grids.SMOKE_BASE, "lr": 1e30, "epochs": 2}
@@ -89,7 +90,9 @@ class PipedBatch:
     and counted, so an unwanted retry fails the test instead of hanging it. hooks[i] runs before attempt i is served.
     """
 
-    def __init__(self, root: Path, plan: list[str], hooks: dict[int, Callable[[], None]] | None = None):
+    def __init__(
+        self, root: Path, plan: list[str], hooks: dict[int, Callable[[], None]] | None = None
+    ):
         write_cifar10_fixture(root)
         self.root, self.plan, self.hooks = root, plan, hooks or {}
         self.pipe = root / data.CIFAR_DIR / "data_batch_1"
@@ -106,13 +109,19 @@ class PipedBatch:
         try:
             while not self.stop.is_set():
                 try:
-                    fd = os.open(self.pipe, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until a trial opens it
+                    fd = os.open(
+                        self.pipe, os.O_WRONLY | os.O_NONBLOCK
+                    )  # ENXIO until a trial opens it
                 except OSError:
                     time.sleep(0.05)
                     continue
-                with open(fd, "wb") as pipe:  # owns the fd: closed exactly once, whatever the attempt did
+                with open(
+                    fd, "wb"
+                ) as pipe:  # owns the fd: closed exactly once, whatever the attempt did
                     self._attempt(pipe)
-        except BaseException as exc:  # reported by the test, which cannot see this thread's exceptions
+        except (
+            BaseException
+        ) as exc:  # reported by the test, which cannot see this thread's exceptions
             self.errors.append(exc)
 
     def _attempt(self, pipe) -> None:
@@ -127,7 +136,9 @@ class PipedBatch:
             return
         pipe.write(self.batch if action == "feed" else self.batch[: len(self.batch) // 2])
         pipe.close()  # end of file for the reader
-        while has_open(self.readers[-1], self.pipe):  # else its lingering read end looks like a new attempt
+        while has_open(
+            self.readers[-1], self.pipe
+        ):  # else its lingering read end looks like a new attempt
             time.sleep(0.02)
 
     def close(self) -> None:
@@ -151,7 +162,9 @@ def has_open(pid: int, pipe: Path) -> bool:
     for fd in Path(f"/proc/{pid}/fd").glob("*"):
         with contextlib.suppress(OSError):  # the process or the fd went away while we looked
             if os.readlink(fd) == str(pipe):
-                info = (fd.parent.parent / "fdinfo" / fd.name).read_text()  # our own write end links there too
+                info = (
+                    fd.parent.parent / "fdinfo" / fd.name
+                ).read_text()  # our own write end links there too
                 if int(info.split("flags:")[1].split()[0], 8) & os.O_ACCMODE == os.O_RDONLY:
                     return True
     return False
@@ -212,7 +225,9 @@ def faults(env, tmp_path_factory):
     def second_launcher() -> None:
         """While the first launcher is mid-grid (this trial is held), a second one tries the same store."""
         deadline = time.monotonic() + 120
-        while len(live_parts(store)) < 3 and time.monotonic() < deadline:  # let some rows land first
+        while (
+            len(live_parts(store)) < 3 and time.monotonic() < deadline
+        ):  # let some rows land first
             time.sleep(0.1)
         seen["before"] = snapshot(store)
         seen["second"] = probe(env, "--grid-file", str(grid_file), "--results", str(store))
@@ -221,10 +236,21 @@ def faults(env, tmp_path_factory):
     pipes = {
         "crash": PipedBatch(root / "crash", ["truncate"]),
         "lost-once": PipedBatch(root / "lost-once", ["kill", "feed"]),
-        "lost-always": PipedBatch(root / "lost-always", ["kill"] * (1 + runner.MAX_FAILURES), {2: second_launcher}),
+        "lost-always": PipedBatch(
+            root / "lost-always", ["kill"] * (1 + runner.MAX_FAILURES), {2: second_launcher}
+        ),
     }
     try:
-        proc = start(env, started, "--grid-file", str(grid_file), "--results", str(store), stdout=-1, stderr=-1)
+        proc = start(
+            env,
+            started,
+            "--grid-file",
+            str(grid_file),
+            "--results",
+            str(store),
+            stdout=-1,
+            stderr=-1,
+        )
         stdout, stderr = proc.communicate(timeout=400)
     finally:
         for pipe in pipes.values():
@@ -283,7 +309,9 @@ def test_a_trial_whose_data_breaks_mid_run_is_a_failed_row_and_is_not_retried(fa
     assert "DatasetCorrupt" in row["traceback"] and "_read_cifar_batch" in row["traceback"]
     assert len(faults.pipes["crash"].readers) == 1
     assert not (faults.store / SUPERSEDED).exists()  # a rerun would have superseded the first row
-    assert re.search(r"^\[\d/5\] failed cifar10 .* latent 4: DatasetCorrupt", faults.result.stdout, re.M)
+    assert re.search(
+        r"^\[\d/5\] failed cifar10 .* latent 4: DatasetCorrupt", faults.result.stdout, re.M
+    )
 
 
 @pytest.mark.slow
@@ -292,8 +320,12 @@ def test_a_worker_killed_once_is_retried_by_ray_and_its_row_is_the_real_one(faul
     assert len(pipe.readers) == 2 and pipe.readers[0] != pipe.readers[1]  # a fresh worker process
     row = faults.row("lost-once")
     assert row["status"] == "ok" and all(math.isfinite(row[f"fd_{name}"]) for name in SCORED_SETS)
-    retried = re.search(r"^worker lost running cifar10 dae f4 d1 .* latent 6; retrying$", faults.result.stdout, re.M)
-    assert retried, faults.result.stdout  # seen missing once in ~6 full-suite runs: the launcher's output says why
+    retried = re.search(
+        r"^worker lost running cifar10 dae f4 d1 .* latent 6; retrying$", faults.result.stdout, re.M
+    )
+    assert retried, (
+        faults.result.stdout
+    )  # seen missing once in ~6 full-suite runs: the launcher's output says why
 
 
 @pytest.mark.slow
@@ -340,7 +372,12 @@ json.dump(results, sys.stdout)
 def run_mains(env: dict, cases: list[dict]) -> list[dict]:
     """Each {"argv": [...], "env": {...}} through study.launch.main in one fresh interpreter."""
     result = subprocess.run(
-        [sys.executable, "-c", MAINS], input=json.dumps(cases), cwd=REPO, env=env, capture_output=True, text=True
+        [sys.executable, "-c", MAINS],
+        input=json.dumps(cases),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -349,8 +386,16 @@ def run_mains(env: dict, cases: list[dict]) -> list[dict]:
 @pytest.mark.slow
 def test_a_relaunch_keeps_ok_and_diverged_rows_and_plans_only_the_failed_trials(faults, env):
     """A divergence is a result the seed fixes; a failure is the machinery's, so only failed trials run again."""
-    args = ["--grid-file", str(faults.store.parent / "faults.json"), "--results", str(faults.store), "--dry-run"]
-    keep, rerun = run_mains(env, [{"argv": args, "env": {}}, {"argv": [*args, "--rerun-diverged"], "env": {}}])
+    args = [
+        "--grid-file",
+        str(faults.store.parent / "faults.json"),
+        "--results",
+        str(faults.store),
+        "--dry-run",
+    ]
+    keep, rerun = run_mains(
+        env, [{"argv": args, "env": {}}, {"argv": [*args, "--rerun-diverged"], "env": {}}]
+    )
     assert keep["code"] == 0 and f"3 already done in {faults.store}, 2 to run" in keep["stdout"]
     assert rerun["code"] == 0 and f"2 already done in {faults.store}, 3 to run" in rerun["stdout"]
 
@@ -364,7 +409,9 @@ def test_a_killed_launcher_loses_nothing_and_a_corrupt_part_is_set_aside(env, se
     and the one whose part file we then damaged (reported, moved to _corrupt/, not trusted)."""
     path = tmp_path / "results.parquet"
     smoke = grids.expand("smoke")
-    first = start(env, sessions, "--grid", "smoke", "--results", str(path), stdout=subprocess.DEVNULL)
+    first = start(
+        env, sessions, "--grid", "smoke", "--results", str(path), stdout=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 240
     while len(live_parts(path)) < 2:
         assert first.poll() is None and time.monotonic() < deadline, "no two trials finished"
@@ -375,24 +422,36 @@ def test_a_killed_launcher_loses_nothing_and_a_corrupt_part_is_set_aside(env, se
     first.send_signal(signal.SIGKILL)
     first.wait()
     for part in live_parts(path):
-        read_part(part)  # every visible file is a whole part; a write cut short left only a hidden temp file
-    assert {p.name for p in path.iterdir()} - {p.name for p in live_parts(path)} <= {".lock", "_tune"} | {
-        p.name for p in path.glob(".tmp-*")
-    }
+        read_part(
+            part
+        )  # every visible file is a whole part; a write cut short left only a hidden temp file
+    assert {p.name for p in path.iterdir()} - {p.name for p in live_parts(path)} <= {
+        ".lock",
+        "_tune",
+    } | {p.name for p in path.glob(".tmp-*")}
     kept = snapshot(path)
     assert 2 <= len(kept) < len(smoke)  # killed mid-grid
     damaged, *intact = sorted(live_parts(path))
-    damaged.write_bytes(damaged.read_bytes()[:200])  # as a crash during a copy or a sync would leave it
+    damaged.write_bytes(
+        damaged.read_bytes()[:200]
+    )  # as a crash during a copy or a sync would leave it
 
     second = launch(env, sessions, "--grid", "smoke", "--results", str(path))
     assert second.returncode == 0, second.stderr
-    assert re.search(rf"warning: unreadable part file moved to .*/{CORRUPT}/{damaged.stem}\.", second.stderr)
+    assert re.search(
+        rf"warning: unreadable part file moved to .*/{CORRUPT}/{damaged.stem}\.", second.stderr
+    )
     assert f"{len(intact)} already done" in second.stdout
     assert len(re.findall(r"^\[\d+/\d+\] ok ", second.stdout, re.M)) == len(smoke) - len(intact)
     after = snapshot(path)
-    assert {part.name: after[part.name] for part in intact} == {part.name: kept[part.name] for part in intact}
+    assert {part.name: after[part.name] for part in intact} == {
+        part.name: kept[part.name] for part in intact
+    }
     df = pd.read_parquet(path)
-    assert sorted(df["trial_id"]) == sorted(cfg.trial_id() for cfg in smoke) and (df["status"] == "ok").all()
+    assert (
+        sorted(df["trial_id"]) == sorted(cfg.trial_id() for cfg in smoke)
+        and (df["status"] == "ok").all()
+    )
     assert [p.name.split(".")[0] for p in (path / CORRUPT).iterdir()] == [damaged.stem]
     assert not (path / SUPERSEDED).exists() and not list(path.glob(".tmp-*"))
 
@@ -401,7 +460,7 @@ WRITER = """
 import sys
 from study.store import ResultStore
 from trainables.config import make_config
-from trainables.trial import RESULT_COLUMNS
+from trainables.schema import RESULT_COLUMNS
 store = ResultStore(sys.argv[1])
 for i in range(100_000):  # eight trials, each row rewritten over and over (superseding the last)
     cfg = make_config({"dataset": "digits", "latent": 1 + i % 8})
@@ -489,8 +548,12 @@ def test_a_singular_covariance_and_an_unconverged_gmm_are_recorded_not_fatal(env
     """More latent units (16) than training codes (12), half of them dead, and EM stopped after one step."""
     few_codes(monkeypatch, n_train=12, dead_every=2)
     real_mixture = priors.GaussianMixture
-    monkeypatch.setattr(priors, "GaussianMixture", lambda *a, **k: real_mixture(*a, **k, max_iter=1))
-    row = run_trial({**TINY_DIGITS, "latent": 16, "batch_size": 4, "cache_dir": env["DAE_CACHE_DIR"]})
+    monkeypatch.setattr(
+        priors, "GaussianMixture", lambda *a, **k: real_mixture(*a, **k, max_iter=1)
+    )
+    row = run_trial(
+        {**TINY_DIGITS, "latent": 16, "batch_size": 4, "cache_dir": env["DAE_CACHE_DIR"]}
+    )
     assert row["status"] == "ok", row["traceback"]
     assert row["n_train"] == 12 and row["code_dead_units"] == 8
     assert row["mvg_jitter"] > 0  # what was done to the singular covariance
@@ -506,7 +569,9 @@ def test_a_gmm_that_will_not_fit_is_recorded_with_what_was_tried(env, monkeypatc
 
     def fit(self, codes, y=None):
         if fits_from is None or self.n_components > fits_from:
-            raise ValueError("Fitting the mixture model failed because some components have ill-defined covariance")
+            raise ValueError(
+                "Fitting the mixture model failed because some components have ill-defined covariance"
+            )
         return real_fit(self, codes, y)
 
     monkeypatch.setattr(priors.GaussianMixture, "fit", fit)
@@ -515,10 +580,16 @@ def test_a_gmm_that_will_not_fit_is_recorded_with_what_was_tried(env, monkeypatc
     assert row["status"] == "ok", row["traceback"]
     tries = len(priors.GMM_REG_COVARS)
     if fits_from:
-        assert (row["gmm_components_used"], row["gmm_attempts"], row["gmm_error"]) == (5, tries + 1, None)
+        assert (row["gmm_components_used"], row["gmm_attempts"], row["gmm_error"]) == (
+            5,
+            tries + 1,
+            None,
+        )
         assert math.isfinite(row["fd_gmm"])
     else:
-        assert row["gmm_components_used"] == 0 and row["gmm_attempts"] == 4 * tries  # 10, 5, 2, 1 components
+        assert (
+            row["gmm_components_used"] == 0 and row["gmm_attempts"] == 4 * tries
+        )  # 10, 5, 2, 1 components
         assert row["gmm_error"].startswith("ValueError: Fitting the mixture model failed")
         assert row["fd_gmm"] is None
     assert all(math.isfinite(row[f"fd_{name}"]) for name in SCORED_SETS if name != "gmm")
@@ -550,7 +621,9 @@ def test_a_malicious_digits_cnn_cache_is_not_executed_but_replaced(tmp_path, mon
 
 def untrained_digits_cnn(monkeypatch) -> None:
     """digits_cnn() builds an untrained network where it would train one: these tests look at the file only."""
-    monkeypatch.setattr(metrics, "train_digits_cnn", lambda *args, **kwargs: metrics.DigitsCNN().eval())
+    monkeypatch.setattr(
+        metrics, "train_digits_cnn", lambda *args, **kwargs: metrics.DigitsCNN().eval()
+    )
 
 
 def assert_plain_digits_cnn(path: Path) -> None:
@@ -576,20 +649,29 @@ def test_malicious_weights_and_caches_are_refused_without_running_them(tmp_path)
     metrics.reference_stats("x", images, extractor, tmp_path)
     (stats,) = (tmp_path / metrics.STATS_DIR).iterdir()
     np.savez(stats, mu=np.array([Payload(marker)], dtype=object), sigma=np.zeros((12, 12)))
-    with contextlib.suppress(ValueError):  # refused ("allow_pickle=False"), or recomputed once caches self-heal
+    with contextlib.suppress(
+        ValueError
+    ):  # refused ("allow_pickle=False"), or recomputed once caches self-heal
         metrics.reference_stats("x", images, extractor, tmp_path)
 
     root = write_celeba_fixture(tmp_path / "data", n_train=3, n_valid=0, n_test=2)
     cache = tmp_path / "cache" / "celeba64" / "train-3.npy"
     cache.parent.mkdir(parents=True)
     np.save(cache, np.array([Payload(marker)], dtype=object), allow_pickle=True)
-    assert data.load_dataset("celeba", root, tmp_path / "cache", verify=False).train.shape == (3, 3, 64, 64)
+    assert data.load_dataset("celeba", root, tmp_path / "cache", verify=False).train.shape == (
+        3,
+        3,
+        64,
+        64,
+    )
     data.clear_memo()
 
     root = write_cifar10_fixture(tmp_path / "cifar")
     with open(root / data.CIFAR_DIR / "data_batch_1", "wb") as f:
         pickle.dump(Payload(marker), f)
-    with pytest.raises(data.DatasetCorrupt, match="md5 differs"):  # the checksum is checked before unpickling
+    with pytest.raises(
+        data.DatasetCorrupt, match="md5 differs"
+    ):  # the checksum is checked before unpickling
         data.load_dataset("cifar10", root, tmp_path, verify=True)
     assert not marker.exists()
 
@@ -633,7 +715,10 @@ def unsafe_loads(path: Path) -> list[str]:
             unsafe = (
                 (call == "torch.load" and keywords.get("weights_only") is not True)
                 or (call in ("np.load", "numpy.load") and keywords.get("allow_pickle") is not False)
-                or (owner in ("pickle", "joblib", "dill", "cloudpickle") and node.func.attr in ("load", "loads"))
+                or (
+                    owner in ("pickle", "joblib", "dill", "cloudpickle")
+                    and node.func.attr in ("load", "loads")
+                )
                 or node.func.attr in ("read_pickle", "Unpickler")
             )
             if unsafe and (str(path.relative_to(REPO)), function) not in ACCEPTED_PICKLES:
@@ -646,7 +731,9 @@ def unsafe_loads(path: Path) -> list[str]:
 
 
 def test_no_source_file_can_unpickle_an_untrusted_file():
-    sources = [p for folder in ("trainables", "study", "analysis") for p in (REPO / folder).rglob("*.py")]
+    sources = [
+        p for folder in ("trainables", "study", "analysis") for p in (REPO / folder).rglob("*.py")
+    ]
     assert len(sources) > 10
     assert [hit for path in sources for hit in unsafe_loads(path)] == []
 
@@ -675,17 +762,57 @@ def test_the_safe_load_scan_finds_what_it_is_for(tmp_path, monkeypatch):
 # id -> (arguments, what the message must name: the problem, then the fix)
 BAD_INPUT = {
     "unknown grid": (["--grid", "tabel1"], "unknown grid 'tabel1'", "known grids: digits, smoke"),
-    "unknown --set key": (["--set", "latnet=8"], "unknown config key 'latnet'", "did you mean 'latent'?"),
-    "misspelled key in a grid file": (["--grid-file", "{typo}"], "entry 0 {{'laten': 8}}", "did you mean 'latent'?"),
+    "unknown --set key": (
+        ["--set", "latnet=8"],
+        "unknown config key 'latnet'",
+        "did you mean 'latent'?",
+    ),
+    "misspelled key in a grid file": (
+        ["--grid-file", "{typo}"],
+        "entry 0 {{'laten': 8}}",
+        "did you mean 'latent'?",
+    ),
     "latent 0": (["--set", "latent=0"], "--set latent=0: latent: must be", "at least 1"),
-    "filters not a power of two": (["--set", "filters=12"], "--set filters=12: filters:", "must be a power of two"),
-    "depth of the wrong length": (["--set", "depth=[3,3,2]"], "depth: a per-stage list", "needs exactly 4 entries"),
-    "negative noise": (["--set", "noise_std=-0.5"], "--set noise_std=-0.5: noise_std:", "must be >= 0"),
-    "seed set by hand": (["--set", "seed=3"], "--set seed=3: replicate r always runs with seed r", "use --seeds N"),
-    "seed in a grid file": (["--grid-file", "{seeded}"], "entry 0 {{'seed': 2}}: replicate r", "use --seeds N"),
-    "--set without a value": (["--set", "latent"], "argument --set: expected KEY=VALUE", "e.g. epochs=2"),
-    "grid file not a list": (["--grid-file", "{mapping}"], "expected a non-empty list of mappings", "write a list"),
-    "grid file missing": (["--grid-file", "{nowhere}/g.yaml"], "cannot read it", "write a list of mappings"),
+    "filters not a power of two": (
+        ["--set", "filters=12"],
+        "--set filters=12: filters:",
+        "must be a power of two",
+    ),
+    "depth of the wrong length": (
+        ["--set", "depth=[3,3,2]"],
+        "depth: a per-stage list",
+        "needs exactly 4 entries",
+    ),
+    "negative noise": (
+        ["--set", "noise_std=-0.5"],
+        "--set noise_std=-0.5: noise_std:",
+        "must be >= 0",
+    ),
+    "seed set by hand": (
+        ["--set", "seed=3"],
+        "--set seed=3: replicate r always runs with seed r",
+        "use --seeds N",
+    ),
+    "seed in a grid file": (
+        ["--grid-file", "{seeded}"],
+        "entry 0 {{'seed': 2}}: replicate r",
+        "use --seeds N",
+    ),
+    "--set without a value": (
+        ["--set", "latent"],
+        "argument --set: expected KEY=VALUE",
+        "e.g. epochs=2",
+    ),
+    "grid file not a list": (
+        ["--grid-file", "{mapping}"],
+        "expected a non-empty list of mappings",
+        "write a list",
+    ),
+    "grid file missing": (
+        ["--grid-file", "{nowhere}/g.yaml"],
+        "cannot read it",
+        "write a list of mappings",
+    ),
     "missing dataset root": (
         ["--set", "dataset=cifar10", "--data-root", "{nowhere}"],
         "cifar10 not found: looked for {nowhere}/cifar-10-batches-py",
@@ -696,8 +823,16 @@ BAD_INPUT = {
         "FID Inception weights not found at {nowhere}/fid.pth",
         "set DAE_FID_WEIGHTS",
     ),
-    "results path under a file": (["--results", "{file}/r"], "cannot write the results store", "pass --results"),
-    "results path is a file": (["--results", "{file}"], "it is a file, not a folder", "pass --results a folder"),
+    "results path under a file": (
+        ["--results", "{file}/r"],
+        "cannot write the results store",
+        "pass --results",
+    ),
+    "results path is a file": (
+        ["--results", "{file}"],
+        "it is a file, not a folder",
+        "pass --results a folder",
+    ),
 }
 
 
@@ -725,7 +860,9 @@ def bad_inputs(env, tmp_path_factory):
             argv = ["--grid", "smoke", *argv]
         if "--results" not in argv:
             argv += ["--results", str(paths["results"])]
-        weights = {"DAE_FID_WEIGHTS": str(paths["nowhere"] / "fid.pth")} if "Inception" in name else {}
+        weights = (
+            {"DAE_FID_WEIGHTS": str(paths["nowhere"] / "fid.pth")} if "Inception" in name else {}
+        )
         cases.append({"argv": argv, "env": weights})
     return dict(zip(BAD_INPUT, run_mains(env, cases), strict=True)), paths
 
@@ -748,5 +885,7 @@ def test_the_launcher_script_exits_non_zero_on_a_misspelled_key(env, tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith("launch: error: --set latnet=8: unknown config key 'latnet' (did you mean")
+    assert result.stderr.startswith(
+        "launch: error: --set latnet=8: unknown config key 'latnet' (did you mean"
+    )
     assert len(result.stderr.splitlines()) == 1

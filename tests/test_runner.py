@@ -8,7 +8,7 @@ from study import runner
 from study.resources import gpu_fraction
 from study.store import ResultStore
 from trainables.config import make_config
-from trainables.trial import RESULT_COLUMNS
+from trainables.schema import RESULT_COLUMNS
 
 CFG = make_config({"dataset": "digits", "latent": 8, "seed": 1})
 
@@ -29,18 +29,31 @@ class FakeTrial:
 
 
 def callback(tmp_path, total=2):
-    return runner.StoreCallback(ResultStore(tmp_path / "results.parquet"), total, grid="g", search="grid")
+    return runner.StoreCallback(
+        ResultStore(tmp_path / "results.parquet"), total, grid="g", search="grid"
+    )
 
 
 def test_a_reported_row_lands_with_our_trial_id_and_leaves_tunes_result(tmp_path):
     row = dict.fromkeys(RESULT_COLUMNS)
-    row.update(CFG.science(), trial_id=CFG.trial_id(), status="ok", fd_mvg=3.0, fd_gmm=2.0, wall_s=1.0)
-    result = {runner.ROW_KEY: row, runner.SCORE_KEY: 3.0, "trial_id": "tune_00000"}  # Tune's keys, as Tune sends it
+    row.update(
+        CFG.science(), trial_id=CFG.trial_id(), status="ok", fd_mvg=3.0, fd_gmm=2.0, wall_s=1.0
+    )
+    result = {
+        runner.ROW_KEY: row,
+        runner.SCORE_KEY: 3.0,
+        "trial_id": "tune_00000",
+    }  # Tune's keys, as Tune sends it
     trial = FakeTrial({"trial": asdict(CFG)})
     callback(tmp_path).on_trial_result(0, [trial], trial, result)
     assert runner.ROW_KEY not in result  # Tune keeps only the small result
     stored = pd.read_parquet(tmp_path / "results.parquet").iloc[0]
-    assert (stored.trial_id, stored.grid, stored.search, stored.replicate) == (CFG.trial_id(), "g", "grid", 1)
+    assert (stored.trial_id, stored.grid, stored.search, stored.replicate) == (
+        CFG.trial_id(),
+        "g",
+        "grid",
+        1,
+    )
 
 
 def test_a_worker_lost_for_good_becomes_a_failed_row(tmp_path):
@@ -74,7 +87,9 @@ def test_gpu_shares_grow_with_the_model_and_ask_for_gpus_only_when_used():
     medium = make_config({"filters": 64})
     assert 0 < gpu_fraction(small) < gpu_fraction(medium) < gpu_fraction(large) == 1.0
     assert gpu_fraction(make_config({"filters": 32, "depth": 2})) == 2 * gpu_fraction(small)
-    assert gpu_fraction(make_config({"dataset": "celeba", "filters": 64})) > gpu_fraction(make_config({"filters": 64}))
+    assert gpu_fraction(make_config({"dataset": "celeba", "filters": 64})) > gpu_fraction(
+        make_config({"filters": 64})
+    )
     config = {"trial": asdict(small)}
     table = runner.trial_resources(runner.Resources(2, "table", None))(config)
     cpu_only = runner.trial_resources(runner.Resources(2, 0.0, None))(config)
@@ -86,14 +101,25 @@ def test_an_error_around_run_trial_becomes_a_failed_row_not_a_tune_retry(tmp_pat
     """Tune retries whatever a trainable raises, so a deterministic error must come back as a row instead."""
     reported = []
     monkeypatch.setattr(runner.tune, "report", reported.append)
-    monkeypatch.setattr(runner, "run_trial", lambda overrides: {}["a key a stale worker's code does not have"])
-    runner.train_one({"trial": asdict(CFG)}, cpus=1, metric="fd_mvg", measured={})  # returns, raises nothing
+    monkeypatch.setattr(
+        runner, "run_trial", lambda overrides: {}["a key a stale worker's code does not have"]
+    )
+    runner.train_one(
+        {"trial": asdict(CFG)}, cpus=1, metric="fd_mvg", measured={}
+    )  # returns, raises nothing
     (result,) = reported
     assert result[runner.SCORE_KEY] is None
     trial = FakeTrial({"trial": asdict(CFG)})
     tracker = callback(tmp_path)
-    tracker.on_trial_result(0, [trial], trial, result)  # the driver completes the row from the trial's config
+    tracker.on_trial_result(
+        0, [trial], trial, result
+    )  # the driver completes the row from the trial's config
     stored = pd.read_parquet(tmp_path / "results.parquet").iloc[0]
-    assert (stored.trial_id, stored.status, stored.latent, stored.grid) == (CFG.trial_id(), "failed", 8, "g")
+    assert (stored.trial_id, stored.status, stored.latent, stored.grid) == (
+        CFG.trial_id(),
+        "failed",
+        8,
+        "g",
+    )
     assert stored.error.startswith("KeyError: ") and "in <lambda>" in stored.traceback
     assert tracker.failed == 1

@@ -11,20 +11,31 @@ import pytest
 
 from study.store import CORRUPT, SUPERSEDED, ResultStore, StoreError, result_schema
 from trainables.config import make_config
-from trainables.trial import RESULT_COLUMNS
+from trainables.schema import RESULT_COLUMNS
 
 
 def make_row(latent: int = 4, status: str = "ok", **values) -> dict:
     """A row as run_trial shapes it: every column, most of them None."""
     cfg = make_config({"dataset": "digits", "latent": latent})
     row = dict.fromkeys(RESULT_COLUMNS)
-    row.update(cfg.science(), trial_id=cfg.trial_id(), status=status, grid="test", replicate=0, search="grid")
+    row.update(
+        cfg.science(),
+        trial_id=cfg.trial_id(),
+        status=status,
+        grid="test",
+        replicate=0,
+        search="grid",
+    )
     return {**row, **values}
 
 
 def test_rows_read_back_as_one_table_with_the_declared_types(tmp_path):
-    full = make_row(4, fd_mvg=12.5, loss_history=[3.0, 2.0], code_sample_dims=[0, 2], code_sample=[[0.1, 0.2]])
-    sparse = make_row(8, status="failed", error="boom")  # every score, list and provenance column None
+    full = make_row(
+        4, fd_mvg=12.5, loss_history=[3.0, 2.0], code_sample_dims=[0, 2], code_sample=[[0.1, 0.2]]
+    )
+    sparse = make_row(
+        8, status="failed", error="boom"
+    )  # every score, list and provenance column None
     with ResultStore(tmp_path / "results.parquet") as store:
         store.write(full)
         store.write(sparse)
@@ -79,7 +90,9 @@ def test_a_corrupt_part_is_moved_aside_and_its_trial_runs_again(tmp_path):
 def test_parts_from_before_a_new_column_are_upgraded_so_readers_see_it(tmp_path):
     path = tmp_path / "results.parquet"
     path.mkdir()
-    old = pa.Table.from_pylist([make_row(4)], schema=result_schema()).drop_columns(["fd_gmm", "wall_s"])
+    old = pa.Table.from_pylist([make_row(4)], schema=result_schema()).drop_columns(
+        ["fd_gmm", "wall_s"]
+    )
     old_part = path / f"{make_row(4)['trial_id']}.parquet"
     pq.write_table(old, old_part)  # written by code without those columns
     with ResultStore(path) as store:
@@ -139,7 +152,9 @@ def test_a_crash_while_a_row_is_replaced_leaves_the_old_row_live(tmp_path, monke
     store.close()
     assert pd.read_parquet(path)["error"].tolist() == ["first try"]
     with ResultStore(path) as reopened:  # the relaunch: the trial is still failed, so it runs again
-        assert reopened.status == {make_row(4)["trial_id"]: "failed"} and not list(path.glob(".tmp-*"))
+        assert reopened.status == {make_row(4)["trial_id"]: "failed"} and not list(
+            path.glob(".tmp-*")
+        )
     assert len(list((path / SUPERSEDED).iterdir())) == 1  # a spare copy, never read as live
 
 
@@ -147,7 +162,9 @@ def test_a_part_with_a_damaged_page_is_caught_by_its_checksum(tmp_path):
     """A flipped byte inside a column chunk leaves the footer (and a two-column read) intact; the checksums don't."""
     path = tmp_path / "results.parquet"
     with ResultStore(path) as store:
-        losses = np.random.default_rng(0).random(2000)  # incompressible: its bytes stand in the file as written
+        losses = np.random.default_rng(0).random(
+            2000
+        )  # incompressible: its bytes stand in the file as written
         part = store.write(make_row(4, loss_history=losses.tolist()))
     raw = bytearray(part.read_bytes())
     raw[raw.index(losses[1000].tobytes()) + 3] ^= 0xFF  # inside the loss_history page
@@ -157,7 +174,11 @@ def test_a_part_with_a_damaged_page_is_caught_by_its_checksum(tmp_path):
 
 
 def test_a_relaunch_skips_ok_and_diverged_trials_and_reruns_failed_ones(tmp_path):
-    ok, diverged, failed = make_row(4), make_row(8, status="diverged"), make_row(16, status="failed")
+    ok, diverged, failed = (
+        make_row(4),
+        make_row(8, status="diverged"),
+        make_row(16, status="failed"),
+    )
     with ResultStore(tmp_path / "results.parquet") as store:
         for row in (ok, diverged, failed):
             store.write(row)

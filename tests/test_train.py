@@ -60,7 +60,9 @@ def test_plain_loop_sees_the_same_batches():
     fast_model, fast = tiny_run()
     plain_model, plain = tiny_run(train_loop="plain")
     assert fast.losses == plain.losses
-    for a, b in zip(fast_model.state_dict().values(), plain_model.state_dict().values(), strict=True):
+    for a, b in zip(
+        fast_model.state_dict().values(), plain_model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b)
     assert len(fast.epoch_seconds) == 3 and fast.compiled is False
 
@@ -88,7 +90,9 @@ def test_compiled_step_is_one_graph_per_batch_size(monkeypatch):
         graphs.append(graph)
         return graph.forward
 
-    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=recording_backend))
+    monkeypatch.setattr(
+        torch, "compile", functools.partial(torch.compile, backend=recording_backend)
+    )
     _, eager = tiny_run(n_images=72)  # batches of 16 and a last one of 8
     _, compiled = tiny_run(n_images=72, compile=True)
     assert compiled.compiled and len(graphs) == 2  # no graph breaks; forward + loss in one graph

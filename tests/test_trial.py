@@ -7,7 +7,8 @@ import torch
 from fixtures import write_celeba_fixture, write_cifar10_fixture
 
 from trainables import metrics
-from trainables.trial import RESULT_COLUMNS, SCORED_SETS, run_trial
+from trainables.schema import RESULT_COLUMNS, SCORED_SETS
+from trainables.trial import run_trial
 
 TINY = {"filters": 4, "latent": 4, "epochs": 2, "batch_size": 16}
 TIMING = {"wall_s", "train_s", "eval_s", "encode_s", "prior_s", "sample_s", "score_s", "started_at"}
@@ -32,19 +33,26 @@ def test_digits_default_runs_offline(tmp_path):
     assert len(row["loss_history"]) == 2 and row["train_loss"] == row["loss_history"][-1]
     assert row["encoder_params"] > 0 and row["decoder_params"] > 0
     assert row["torch_version"] == torch.__version__ and row["device"].startswith("cpu")
-    assert len(row["code_sample"]) == 1000 and len(row["code_sample"][0]) == len(row["code_sample_dims"]) == 4
+    assert (
+        len(row["code_sample"]) == 1000
+        and len(row["code_sample"][0]) == len(row["code_sample_dims"]) == 4
+    )
     assert row["wall_s"] >= row["train_s"] + row["eval_s"] * 0.99
 
 
 def test_same_seed_same_row(tmp_path):
     config = {"dataset": "digits", **TINY, "n_samples": 50, "cache_dir": str(tmp_path)}
     first, second = run_trial(config), run_trial(config)
-    assert {k: v for k, v in first.items() if k not in TIMING} == {k: v for k, v in second.items() if k not in TIMING}
+    assert {k: v for k, v in first.items() if k not in TIMING} == {
+        k: v for k, v in second.items() if k not in TIMING
+    }
     assert run_trial({**config, "seed": 1})["fd_mvg"] != first["fd_mvg"]
 
 
 @pytest.mark.parametrize("model", ["dae", "vae"])
-def test_cifar10_fixture_end_to_end_with_fid_network(tmp_path, monkeypatch, random_fid_weights, model):
+def test_cifar10_fixture_end_to_end_with_fid_network(
+    tmp_path, monkeypatch, random_fid_weights, model
+):
     monkeypatch.setenv("DAE_FID_WEIGHTS", str(random_fid_weights))
     root = write_cifar10_fixture(tmp_path / "data")
     row = run_trial(
@@ -82,7 +90,9 @@ def test_celeba_fixture_end_to_end(tmp_path, monkeypatch, random_fid_weights):
 
 
 def test_divergence_is_a_row(tmp_path):
-    row = run_trial({"dataset": "digits", **TINY, "lr": 1e30, "epochs": 4, "cache_dir": str(tmp_path)})
+    row = run_trial(
+        {"dataset": "digits", **TINY, "lr": 1e30, "epochs": 4, "cache_dir": str(tmp_path)}
+    )
     assert row["status"] == "diverged"
     assert row["diverged_epoch"] is not None and "non-finite" in row["error"]
     assert len(row["loss_history"]) == row["diverged_epoch"] + 1

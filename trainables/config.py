@@ -24,7 +24,16 @@ GMM_BACKENDS = ("auto", "torch", "sklearn")
 TRAIN_LOOPS = ("fast", "plain")
 N_STAGES = 4  # encoder stages with f, 2f, 4f, 8f filters
 RUNTIME_FIELDS = frozenset(
-    {"data_root", "cache_dir", "device", "verify_checksums", "precision", "compile", "gmm_backend", "train_loop"}
+    {
+        "data_root",
+        "cache_dir",
+        "device",
+        "verify_checksums",
+        "precision",
+        "compile",
+        "gmm_backend",
+        "train_loop",
+    }
 )
 # The dataclass defaults are the paper's protocol; the offline digits dataset starts smaller so that a
 # plain run_trial({"dataset": "digits"}) fits a laptop CPU. Explicit overrides still win.
@@ -59,7 +68,9 @@ class TrialConfig:
     # how fast it runs (see train.py and priors.py; benchmarks/ measures each): the row records what was used
     precision: str = "auto"  # training compute: auto = bf16 autocast on CUDA, fp32 on CPU; the loss is always fp32
     compile: bool = False  # torch.compile forward + loss: off until benchmarks/throughput.py shows it repays compiling
-    gmm_backend: str = "auto"  # auto: scikit-learn's EM in float64 torch on CUDA (same fit), scikit-learn on CPU
+    gmm_backend: str = (
+        "auto"  # auto: scikit-learn's EM in float64 torch on CUDA (same fit), scikit-learn on CPU
+    )
     train_loop: str = "fast"  # fast: data resident on the device; plain: the DataLoader baseline it is measured against
 
     @property
@@ -69,11 +80,15 @@ class TrialConfig:
 
     @property
     def data_path(self) -> Path:
-        return Path(self.data_root or os.environ.get("DAE_DATA_ROOT") or "~/.cache/dae-study/data").expanduser()
+        return Path(
+            self.data_root or os.environ.get("DAE_DATA_ROOT") or "~/.cache/dae-study/data"
+        ).expanduser()
 
     @property
     def cache_path(self) -> Path:
-        return Path(self.cache_dir or os.environ.get("DAE_CACHE_DIR") or "~/.cache/dae-study").expanduser()
+        return Path(
+            self.cache_dir or os.environ.get("DAE_CACHE_DIR") or "~/.cache/dae-study"
+        ).expanduser()
 
     def science(self) -> dict:
         """The fields that define the experiment (what trial_id hashes and curves group by)."""
@@ -104,7 +119,9 @@ def _normalise_depth(value) -> str:
             parts = [int(p) for p in value.replace(",", "-").split("-")]
         except ValueError:
             raise ValueError(f"depth: cannot read {value!r}; use e.g. 2 or [3, 3, 2, 1]") from None
-    elif isinstance(value, (list, tuple)) and all(isinstance(p, int) and not isinstance(p, bool) for p in value):
+    elif isinstance(value, (list, tuple)) and all(
+        isinstance(p, int) and not isinstance(p, bool) for p in value
+    ):
         parts = list(value)
     else:
         raise ValueError(f"depth: expected an int or a list of {N_STAGES} ints, got {value!r}")
@@ -130,7 +147,11 @@ def _coerce(name: str, value):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{name}: expected an integer, got {value!r}")
     elif kind in ("float", float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise ValueError(f"{name}: expected a finite number, got {value!r}")
         value = float(value)
     elif kind in ("bool", bool):
@@ -157,12 +178,16 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     _check_choice("gmm_backend", cfg.gmm_backend, GMM_BACKENDS)
     _check_choice("train_loop", cfg.train_loop, TRAIN_LOOPS)
     if cfg.filters < 1 or cfg.filters & (cfg.filters - 1):
-        raise ValueError(f"filters: must be a power of two (the stages use f, 2f, 4f, 8f), got {cfg.filters}")
+        raise ValueError(
+            f"filters: must be a power of two (the stages use f, 2f, 4f, 8f), got {cfg.filters}"
+        )
     for name in ("latent", "epochs", "n_samples", "gmm_components"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name}: must be at least 1, got {getattr(cfg, name)}")
     if cfg.batch_size < 2:
-        raise ValueError(f"batch_size: batch norm needs at least 2 images per batch, got {cfg.batch_size}")
+        raise ValueError(
+            f"batch_size: batch norm needs at least 2 images per batch, got {cfg.batch_size}"
+        )
     if cfg.n_samples < 2:
         raise ValueError(f"n_samples: a covariance needs at least 2 samples, got {cfg.n_samples}")
     if cfg.noise_std < 0:
@@ -172,7 +197,9 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     if cfg.model == "vae" and not cfg.beta > 0:
         raise ValueError(f"beta: a VAE needs a KL weight > 0, got {cfg.beta}")
     if cfg.model == "dae" and cfg.beta != FIELDS["beta"].default:
-        raise ValueError("beta: only a VAE has a KL term; leave beta at its default for model='dae'")
+        raise ValueError(
+            "beta: only a VAE has a KL term; leave beta at its default for model='dae'"
+        )
     if cfg.model == "vae" and cfg.latent_norm != "none":
         raise ValueError(
             "latent_norm: normalising the latent is a DAE experiment; a VAE's latent is its mean/log-variance pair"
@@ -183,7 +210,9 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     if extractor == "auto":
         extractor = "digits-cnn" if cfg.dataset == "digits" else "inception-fid"
     if extractor == "digits-cnn" and cfg.dataset != "digits":
-        raise ValueError("feature_extractor: digits-cnn is trained on digits and only scores digits images")
+        raise ValueError(
+            "feature_extractor: digits-cnn is trained on digits and only scores digits images"
+        )
     return dataclasses.replace(cfg, feature_extractor=extractor)
 
 
@@ -196,7 +225,9 @@ def make_config(overrides: dict | TrialConfig | None = None) -> TrialConfig:
         if key not in FIELDS:
             hint = difflib.get_close_matches(key, FIELDS, n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ValueError(f"unknown config key {key!r}{suggestion}; known keys: {', '.join(FIELDS)}")
+            raise ValueError(
+                f"unknown config key {key!r}{suggestion}; known keys: {', '.join(FIELDS)}"
+            )
     dataset = overrides.get("dataset", FIELDS["dataset"].default)
     values = {**DATASET_DEFAULTS.get(dataset, {}), **overrides}
     return validate(TrialConfig(**{key: _coerce(key, value) for key, value in values.items()}))

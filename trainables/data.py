@@ -52,7 +52,9 @@ class Dataset:
 
 
 def _missing(name: str, where: Path, what: list[Path]) -> DatasetMissing:
-    listed = ", ".join(str(p) for p in what[:3]) + (f" and {len(what) - 3} more" if len(what) > 3 else "")
+    listed = ", ".join(str(p) for p in what[:3]) + (
+        f" and {len(what) - 3} more" if len(what) > 3 else ""
+    )
     folder = CIFAR_DIR if name == "cifar10" else CELEBA_DIR
     how = HOW_TO_PROVIDE.format(layout=LAYOUTS[name], where=where, folder=folder)
     return DatasetMissing(f"{name} not found: looked for {listed}.\n{how}")
@@ -124,7 +126,9 @@ def download(name: str, root: Path) -> None:
                 torchvision.datasets.CIFAR10(str(root), train=train, download=True)
         else:
             torchvision.datasets.CelebA(str(root), split="all", target_type=[], download=True)
-    except Exception as exc:  # network, quota (CelebA's host often refuses), disk: all need the same advice
+    except (
+        Exception
+    ) as exc:  # network, quota (CelebA's host often refuses), disk: all need the same advice
         folder = root / (CIFAR_DIR if name == "cifar10" else CELEBA_DIR)
         raise DatasetMissing(
             f"downloading {name} into {root} failed: {type(exc).__name__}: {exc}\n"
@@ -141,9 +145,13 @@ def _read_cifar_batch(path: Path, md5: str, verify: bool) -> np.ndarray:
             batch = pickle.load(f, encoding="bytes")
         pixels = np.asarray(batch[b"data"])
     except Exception as exc:  # unpickling a damaged file can raise almost anything
-        raise _corrupt(path, f"cannot be read as a CIFAR-10 batch ({type(exc).__name__}: {exc})") from exc
+        raise _corrupt(
+            path, f"cannot be read as a CIFAR-10 batch ({type(exc).__name__}: {exc})"
+        ) from exc
     if pixels.dtype != np.uint8 or pixels.ndim != 2 or pixels.shape[1] != 3 * 32 * 32:
-        raise _corrupt(path, f"expected uint8 data of shape (N, 3072), got {pixels.dtype} {pixels.shape}")
+        raise _corrupt(
+            path, f"expected uint8 data of shape (N, 3072), got {pixels.dtype} {pixels.shape}"
+        )
     return pixels.reshape(-1, 3, 32, 32)  # row-major: 1024 R, then 1024 G, then 1024 B
 
 
@@ -162,7 +170,9 @@ def _celeba_partitions(path: Path) -> dict[str, list[str]]:
                 file, part = line.split()
                 parts[part].append(file)
     except (ValueError, KeyError, UnicodeDecodeError) as exc:
-        raise _corrupt(path, f"expected lines like '000001.jpg 0' with partitions 0/1/2 ({exc!r})") from exc
+        raise _corrupt(
+            path, f"expected lines like '000001.jpg 0' with partitions 0/1/2 ({exc!r})"
+        ) from exc
     return parts
 
 
@@ -174,7 +184,9 @@ def _decode_celeba(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             im = im.convert("RGB")
             left, top = (im.width - CELEBA_CROP) // 2, (im.height - CELEBA_CROP) // 2
-            im = im.crop((left, top, left + CELEBA_CROP, top + CELEBA_CROP)).resize((64, 64), Image.BILINEAR)
+            im = im.crop((left, top, left + CELEBA_CROP, top + CELEBA_CROP)).resize(
+                (64, 64), Image.BILINEAR
+            )
             return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
     except OSError as exc:
         raise _corrupt(path, f"cannot be decoded as an image ({exc})") from exc
@@ -194,11 +206,17 @@ def _celeba_split(folder: Path, files: list[str], cache: Path) -> np.ndarray:
     if missing:
         raise _missing("celeba", folder, missing)
     array = np.empty((len(files), *IMAGE_SHAPES["celeba"]), dtype=np.uint8)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL releases the GIL while decoding
-        for i, image in enumerate(pool.map(_decode_celeba, (images / f for f in files), chunksize=256)):
+    with ThreadPoolExecutor(
+        max_workers=os.cpu_count() or 1
+    ) as pool:  # PIL releases the GIL while decoding
+        for i, image in enumerate(
+            pool.map(_decode_celeba, (images / f for f in files), chunksize=256)
+        ):
             array[i] = image
     cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_name(f"{cache.stem}.{os.getpid()}.partial.npy")  # workers may decode at once: write, rename
+    partial = cache.with_name(
+        f"{cache.stem}.{os.getpid()}.partial.npy"
+    )  # workers may decode at once: write, rename
     np.save(partial, array)
     os.replace(partial, cache)
     return array
@@ -223,14 +241,20 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    pixels = torch.from_numpy(digits.images).float().unsqueeze(1) * (255.0 / 16.0)  # values 0..16 -> 0..255
+    pixels = torch.from_numpy(digits.images).float().unsqueeze(1) * (
+        255.0 / 16.0
+    )  # values 0..16 -> 0..255
     pixels = F.interpolate(pixels, size=(32, 32), mode="bilinear", align_corners=False)
     images = pixels.round().clamp(0, 255).to(torch.uint8).numpy()
-    train, test = train_test_split(images, test_size=DIGITS_TEST, random_state=0, stratify=digits.target)
+    train, test = train_test_split(
+        images, test_size=DIGITS_TEST, random_state=0, stratify=digits.target
+    )
     return train, test
 
 
-_MEMO: dict[tuple[str, str, bool], Dataset] = {}  # a Ray worker process may run several trials: load once
+_MEMO: dict[
+    tuple[str, str, bool], Dataset
+] = {}  # a Ray worker process may run several trials: load once
 
 
 def clear_memo() -> None:
@@ -253,7 +277,11 @@ def load_dataset(name: str, root: Path, cache_dir: Path, verify: bool = True) ->
         train, test = _load_celeba(root, Path(cache_dir), verify)
     else:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(IMAGE_SHAPES)}")
-    dataset = Dataset(name, torch.from_numpy(np.ascontiguousarray(train)), torch.from_numpy(np.ascontiguousarray(test)))
+    dataset = Dataset(
+        name,
+        torch.from_numpy(np.ascontiguousarray(train)),
+        torch.from_numpy(np.ascontiguousarray(test)),
+    )
     _MEMO[key] = dataset
     return dataset
 

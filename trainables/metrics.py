@@ -54,7 +54,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """
     inputs = (mu1, sigma1, mu2, sigma2)
     device = next((v.device for v in inputs if isinstance(v, torch.Tensor)), "cpu")
-    mu1, sigma1, mu2, sigma2 = (torch.as_tensor(v, dtype=torch.float64, device=device) for v in inputs)
+    mu1, sigma1, mu2, sigma2 = (
+        torch.as_tensor(v, dtype=torch.float64, device=device) for v in inputs
+    )
     mu1, mu2, sigma1, sigma2 = torch.atleast_1d(mu1, mu2) + torch.atleast_2d(sigma1, sigma2)
     d = mu1.shape[0]
     if mu1.ndim != 1 or mu1.shape != mu2.shape or sigma1.shape != (d, d) or sigma2.shape != (d, d):
@@ -98,7 +100,9 @@ def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
 def moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """gaussian_stats as float64 tensors on the features' device."""
     if features.ndim != 2 or features.shape[0] < 2:
-        raise ValueError(f"gaussian_stats: need an (N, d) array with N >= 2, got shape {tuple(features.shape)}")
+        raise ValueError(
+            f"gaussian_stats: need an (N, d) array with N >= 2, got shape {tuple(features.shape)}"
+        )
     x = features.double()
     mu = x.mean(dim=0)
     centred = x - mu
@@ -141,7 +145,9 @@ def check_extractor(name: str) -> None:
         if not path.is_file():
             raise WeightsMissing(_missing_weights_message(path))
     elif name != "digits-cnn":  # digits-cnn is trained locally on first use
-        raise ValueError(f"unknown feature extractor {name!r}; expected one of {', '.join(EXTRACTORS)}")
+        raise ValueError(
+            f"unknown feature extractor {name!r}; expected one of {', '.join(EXTRACTORS)}"
+        )
 
 
 def download_fid_weights() -> Path:
@@ -179,7 +185,9 @@ def inception_network(weights: str | Path | None = None, random_weights: bool = 
             raise WeightsMissing(_missing_weights_message(path))
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
 
-    with mock.patch.object(fid_inception, "load_state_dict_from_url", lambda *args, **kwargs: state_dict):
+    with mock.patch.object(
+        fid_inception, "load_state_dict_from_url", lambda *args, **kwargs: state_dict
+    ):
         network = fid_inception.InceptionV3(
             [fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]],
             resize_input=True,
@@ -200,7 +208,9 @@ def random_inception_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        donor = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
+        donor = torchvision.models.inception_v3(
+            weights=None, aux_logits=False, num_classes=1008, init_weights=False
+        )
         for module in donor.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
@@ -229,7 +239,9 @@ class DigitsCNN(nn.Module):
     def __init__(self):
         super().__init__()
         self.body = nn.Sequential(
-            nn.AvgPool2d(2),  # 32x32 -> 16x16: the images are 8x8 digits up-scaled, so this loses little
+            nn.AvgPool2d(
+                2
+            ),  # 32x32 -> 16x16: the images are 8x8 digits up-scaled, so this loses little
             nn.Conv2d(1, 32, 3, padding=1),
             nn.ReLU(),
             nn.MaxPool2d(2),  # 8x8
@@ -262,7 +274,9 @@ def digits_labels() -> tuple[np.ndarray, np.ndarray]:
     return train, test
 
 
-def train_digits_cnn(images: torch.Tensor, labels: torch.Tensor, seed: int = 0, epochs: int = 20) -> DigitsCNN:
+def train_digits_cnn(
+    images: torch.Tensor, labels: torch.Tensor, seed: int = 0, epochs: int = 20
+) -> DigitsCNN:
     """Train DigitsCNN on CPU with Adam, seeded (init and batch order) so every process builds the same net."""
     x = _to_unit_float(images.cpu())
     y = torch.as_tensor(labels, dtype=torch.long).cpu()
@@ -289,7 +303,14 @@ def digits_cnn(cache_dir: Path) -> DigitsCNN:
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             return model.eval()
-        except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError):  # damaged or stale
+        except (
+            RuntimeError,
+            OSError,
+            EOFError,
+            KeyError,
+            ValueError,
+            pickle.UnpicklingError,
+        ):  # damaged or stale
             pass  # retrain and overwrite below
     from trainables.data import load_dataset
 
@@ -320,15 +341,22 @@ class Extractor:
     tf32: bool = False
 
     @torch.no_grad()
-    def device_features(self, images: torch.Tensor, batch_size: int = FEATURE_BATCH) -> torch.Tensor:
+    def device_features(
+        self, images: torch.Tensor, batch_size: int = FEATURE_BATCH
+    ) -> torch.Tensor:
         """(N, C, H, W) images, float in [0, 1] or uint8, on any device -> (N, dim) float32 features on the device.
 
         Generated images are already on the device: nothing crosses to the host.
         """
         if images.ndim != 4:
-            raise ValueError(f"{self.name}: expected images of shape (N, C, H, W), got {tuple(images.shape)}")
+            raise ValueError(
+                f"{self.name}: expected images of shape (N, C, H, W), got {tuple(images.shape)}"
+            )
         with cudnn_tf32(self.tf32):
-            out = [self.network(_to_unit_float(batch.to(self.device))).float() for batch in images.split(batch_size)]
+            out = [
+                self.network(_to_unit_float(batch.to(self.device))).float()
+                for batch in images.split(batch_size)
+            ]
         return torch.cat(out) if out else torch.zeros((0, self.dim), device=self.device)
 
     def features(self, images: torch.Tensor, batch_size: int = FEATURE_BATCH) -> np.ndarray:
@@ -350,7 +378,9 @@ def cudnn_tf32(allowed: bool):
 _EXTRACTORS: dict[tuple, Extractor] = {}
 
 
-def get_extractor(name: str, device: torch.device, cache_dir: Path, random_weights: bool = False) -> Extractor:
+def get_extractor(
+    name: str, device: torch.device, cache_dir: Path, random_weights: bool = False
+) -> Extractor:
     """The named extractor on `device`, built once per process (a Ray worker runs several trials).
 
     random_weights applies to inception-fid only and gives it a different name, so its statistics are
@@ -369,7 +399,9 @@ def get_extractor(name: str, device: torch.device, cache_dir: Path, random_weigh
     elif name == "digits-cnn":
         network, dim = digits_cnn(Path(cache_dir).expanduser()).body, 64
     else:
-        raise ValueError(f"unknown feature extractor {name!r}; expected one of {', '.join(EXTRACTORS)}")
+        raise ValueError(
+            f"unknown feature extractor {name!r}; expected one of {', '.join(EXTRACTORS)}"
+        )
     network = network.to(device).eval()
     _EXTRACTORS[key] = Extractor(name, dim, network, device, _fingerprint(network))
     return _EXTRACTORS[key]
@@ -389,21 +421,31 @@ def reference_stats(dataset: str, images: torch.Tensor, extractor: Extractor, ca
     The cache key holds the dataset, the extractor's name and weights, the number of images and a
     short hash of their bytes, so a test fixture or a retrained digits-cnn never reuses stale stats.
     """
-    image_hash = hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
+    image_hash = hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[
+        :12
+    ]
     name = f"{dataset}-{extractor.name}-{extractor.weights_id}-n{len(images)}-{image_hash}.npz"
     path = Path(cache_dir).expanduser() / STATS_DIR / name
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as stats:
                 return stats["mu"], stats["sigma"]
-        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):  # damaged: recompute and overwrite
+        except (
+            OSError,
+            EOFError,
+            KeyError,
+            ValueError,
+            zipfile.BadZipFile,
+        ):  # damaged: recompute and overwrite
             pass
     mu, sigma = gaussian_stats(extractor.device_features(images))
     _atomic_write(path, lambda f: np.savez(f, mu=mu, sigma=sigma))
     return mu, sigma
 
 
-def score(images: torch.Tensor, extractor: Extractor, ref_stats: tuple[np.ndarray, np.ndarray]) -> float:
+def score(
+    images: torch.Tensor, extractor: Extractor, ref_stats: tuple[np.ndarray, np.ndarray]
+) -> float:
     """Fréchet distance between `images` and the reference statistics in the extractor's feature space.
 
     Features, statistics and distance stay on the extractor's device, in batches of hundreds.
@@ -412,7 +454,9 @@ def score(images: torch.Tensor, extractor: Extractor, ref_stats: tuple[np.ndarra
     return frechet_distance(mu, sigma, *ref_stats)
 
 
-def pytorch_fid_distance(images: torch.Tensor, extractor: Extractor, ref_stats, batch_size: int = 50) -> float:
+def pytorch_fid_distance(
+    images: torch.Tensor, extractor: Extractor, ref_stats, batch_size: int = 50
+) -> float:
     """pytorch-fid's own scoring path, the baseline `score` is timed and checked against.
 
     As pytorch_fid.fid_score.get_activations and calculate_activation_statistics do it: the images on the

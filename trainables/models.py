@@ -31,26 +31,36 @@ def batch_norm(channels: int, dims: int = 2) -> nn.Module:
 def same_conv(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
     """Stride-1 conv that keeps the size; an even kernel pads one more after than before, as TF does."""
     before, after = (kernel - 1) // 2, kernel // 2
-    return nn.Sequential(nn.ZeroPad2d((before, after, before, after)), nn.Conv2d(c_in, c_out, kernel))
+    return nn.Sequential(
+        nn.ZeroPad2d((before, after, before, after)), nn.Conv2d(c_in, c_out, kernel)
+    )
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
     """Stride 1 keeps the size, stride 2 halves it."""
-    conv = same_conv(c_in, c_out, kernel) if stride == 1 else nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2)
+    conv = (
+        same_conv(c_in, c_out, kernel)
+        if stride == 1
+        else nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2)
+    )
     return nn.Sequential(conv, batch_norm(c_out), nn.ReLU())
 
 
 def upconv_bn_relu(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
     """Stride-2 transposed conv that exactly doubles the size for kernel 4 or 5."""
     padding = (kernel - 1) // 2
-    up = nn.ConvTranspose2d(c_in, c_out, kernel, stride=2, padding=padding, output_padding=2 * padding + 2 - kernel)
+    up = nn.ConvTranspose2d(
+        c_in, c_out, kernel, stride=2, padding=padding, output_padding=2 * padding + 2 - kernel
+    )
     return nn.Sequential(up, batch_norm(c_out), nn.ReLU())
 
 
 class Encoder(nn.Module):
     """x (B,C,32,32) -> stages f,2f,4f,8f (each halving) -> (B,8f,2,2) -> flatten -> (B, out_dim)."""
 
-    def __init__(self, channels: int, size: int, filters: int, stage_depths: tuple[int, ...], out_dim: int):
+    def __init__(
+        self, channels: int, size: int, filters: int, stage_depths: tuple[int, ...], out_dim: int
+    ):
         super().__init__()
         kernel = KERNEL_BY_SIZE[size]
         layers, c = [], channels
@@ -63,7 +73,9 @@ class Encoder(nn.Module):
             c = width
         self.convs = nn.Sequential(*layers)
         side = size // 2 ** len(stage_depths)
-        self.latent_layer = nn.Linear(c * side * side, out_dim)  # the layer freeze_latent keeps at init
+        self.latent_layer = nn.Linear(
+            c * side * side, out_dim
+        )  # the layer freeze_latent keeps at init
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.latent_layer(self.convs(x).flatten(1))  # (B, out_dim)
@@ -72,7 +84,9 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """z (B,latent) -> linear -> (B,8f,8,8) -> 4f (16x16) -> 2f (32x32) [-> f (64x64)] -> C logits."""
 
-    def __init__(self, channels: int, size: int, filters: int, stage_depths: tuple[int, ...], latent: int):
+    def __init__(
+        self, channels: int, size: int, filters: int, stage_depths: tuple[int, ...], latent: int
+    ):
         super().__init__()
         kernel = KERNEL_BY_SIZE[size]
         n_up = (size // DECODER_START).bit_length() - 1  # 2 for 32x32, 3 for 64x64
@@ -80,10 +94,14 @@ class Decoder(nn.Module):
         self.start_channels = c
         self.linear = nn.Linear(latent, c * DECODER_START * DECODER_START)
         layers = []
-        for stage in reversed(range(len(stage_depths) - 1 - n_up, len(stage_depths) - 1)):  # 4f, 2f[, f]
+        for stage in reversed(
+            range(len(stage_depths) - 1 - n_up, len(stage_depths) - 1)
+        ):  # 4f, 2f[, f]
             width = filters * 2**stage
             layers.append(upconv_bn_relu(c, width, kernel))  # doubles the side
-            layers += [conv_bn_relu(width, width, kernel, stride=1) for _ in range(stage_depths[stage] - 1)]
+            layers += [
+                conv_bn_relu(width, width, kernel, stride=1) for _ in range(stage_depths[stage] - 1)
+            ]
             c = width
         layers.append(same_conv(c, channels, kernel))  # stride-1 output layer: logits
         self.convs = nn.Sequential(*layers)
@@ -151,7 +169,11 @@ def keras_init(module: nn.Module) -> None:
 
 def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Per-image binary cross-entropy summed over pixels, from logits for numerical stability."""
-    return F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none").flatten(1).sum(dim=1)
+    return (
+        F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none")
+        .flatten(1)
+        .sum(dim=1)
+    )
 
 
 def count_parameters(module: nn.Module) -> int:

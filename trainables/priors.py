@@ -22,7 +22,11 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-GMM_REG_COVARS = (1e-6, 1e-4, 1e-2)  # scikit-learn's default first; later ones scale with the codes' variance
+GMM_REG_COVARS = (
+    1e-6,
+    1e-4,
+    1e-2,
+)  # scikit-learn's default first; later ones scale with the codes' variance
 
 
 def sample_standard_normal(dim: int, n: int, seed: int) -> np.ndarray:
@@ -88,7 +92,9 @@ def resolve_gmm_backend(backend: str, device: torch.device | str) -> str:
     return backend
 
 
-def fit_gmm(codes: np.ndarray, components: int, seed: int, backend: str = "auto", device="cpu") -> GMMFit:
+def fit_gmm(
+    codes: np.ndarray, components: int, seed: int, backend: str = "auto", device="cpu"
+) -> GMMFit:
     """Full-covariance GMM; on failure retry with stronger regularisation, then fewer components."""
     backend = resolve_gmm_backend(backend, device)
     codes = np.asarray(codes, dtype=np.float64)
@@ -100,7 +106,9 @@ def fit_gmm(codes: np.ndarray, components: int, seed: int, backend: str = "auto"
         for i, reg in enumerate(GMM_REG_COVARS):
             reg_covar = reg if i == 0 else reg * variance
             attempts += 1
-            model = GaussianMixture(k, covariance_type="full", reg_covar=reg_covar, random_state=seed)
+            model = GaussianMixture(
+                k, covariance_type="full", reg_covar=reg_covar, random_state=seed
+            )
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)  # recorded via converged_
@@ -111,7 +119,16 @@ def fit_gmm(codes: np.ndarray, components: int, seed: int, backend: str = "auto"
             except (ValueError, np.linalg.LinAlgError) as exc:
                 error = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 continue
-            return GMMFit(model, k, reg_covar, bool(model.converged_), int(model.n_iter_), attempts, None, backend)
+            return GMMFit(
+                model,
+                k,
+                reg_covar,
+                bool(model.converged_),
+                int(model.n_iter_),
+                attempts,
+                None,
+                backend,
+            )
         k //= 2
     return GMMFit(None, 0, 0.0, False, 0, attempts, error, backend)
 
@@ -132,7 +149,9 @@ def fit_gmm_torch(model: GaussianMixture, codes: np.ndarray, device) -> Gaussian
     k, seed = model.n_components, model.random_state
     labels = KMeans(k, n_init=1, random_state=np.random.RandomState(seed)).fit(codes).labels_
     x = torch.as_tensor(codes, dtype=torch.float64, device=device)
-    resp = torch.nn.functional.one_hot(torch.as_tensor(labels, dtype=torch.long, device=device), k).double()
+    resp = torch.nn.functional.one_hot(
+        torch.as_tensor(labels, dtype=torch.long, device=device), k
+    ).double()
     weights, means, covariances, precisions_chol = _m_step(x, resp, model.reg_covar)
     n_iter, lower_bound, converged = 0, -math.inf, False
     while n_iter < model.max_iter and not converged:
@@ -142,8 +161,14 @@ def fit_gmm_torch(model: GaussianMixture, codes: np.ndarray, device) -> Gaussian
         lower_bound = log_prob_norm.item()  # one host sync per iteration
         converged = abs(lower_bound - previous) < model.tol
     fitted = {"weights_": weights, "means_": means, "covariances_": covariances}
-    fitted |= {"precisions_cholesky_": precisions_chol, "precisions_": precisions_chol @ precisions_chol.mT}
-    for name, value in fitted.items():  # the attributes GaussianMixture.fit sets and sample/score read
+    fitted |= {
+        "precisions_cholesky_": precisions_chol,
+        "precisions_": precisions_chol @ precisions_chol.mT,
+    }
+    for (
+        name,
+        value,
+    ) in fitted.items():  # the attributes GaussianMixture.fit sets and sample/score read
         setattr(model, name, value.cpu().numpy())
     model.converged_, model.n_iter_, model.lower_bound_ = converged, n_iter, lower_bound
     model.n_features_in_ = x.shape[1]
@@ -182,7 +207,9 @@ def _e_step(x: torch.Tensor, weights, means, precisions_chol) -> tuple[torch.Ten
     mahalanobis = x.new_empty(len(x), len(means))
     whitened = torch.empty_like(x)
     for j, (mean, p) in enumerate(zip(means, precisions_chol, strict=True)):
-        torch.mm(x, p, out=whitened).sub_(mean @ p)  # (x - mean) p, p the precision's Cholesky factor
+        torch.mm(x, p, out=whitened).sub_(
+            mean @ p
+        )  # (x - mean) p, p the precision's Cholesky factor
         mahalanobis[:, j] = whitened.square_().sum(1)
     weighted = -0.5 * (x.shape[1] * math.log(2 * math.pi) + mahalanobis) + log_det + weights.log()
     log_prob = torch.logsumexp(weighted, dim=1)
@@ -192,7 +219,9 @@ def _e_step(x: torch.Tensor, weights, means, precisions_chol) -> tuple[torch.Ten
 def sample_gmm(fit: GMMFit, n: int, seed: int) -> np.ndarray:
     fit.model.random_state = seed
     samples, _ = fit.model.sample(n)
-    return np.random.default_rng(seed).permutation(samples)  # sklearn returns them grouped by component
+    return np.random.default_rng(seed).permutation(
+        samples
+    )  # sklearn returns them grouped by component
 
 
 def gaussianity(codes: np.ndarray, mvg: MVG, gmm: GMMFit) -> dict:
@@ -209,8 +238,12 @@ def gaussianity(codes: np.ndarray, mvg: MVG, gmm: GMMFit) -> dict:
     ll_gmm = float(gmm.model.score(codes)) if gmm.model is not None else float("nan")
     return {
         "code_dead_units": int((~alive).sum()),
-        "code_abs_skew": float(np.abs(stats.skew(codes[:, alive], axis=0)).mean()) if alive.any() else float("nan"),
-        "code_excess_kurtosis": float(stats.kurtosis(codes[:, alive], axis=0).mean()) if alive.any() else float("nan"),
+        "code_abs_skew": float(np.abs(stats.skew(codes[:, alive], axis=0)).mean())
+        if alive.any()
+        else float("nan"),
+        "code_excess_kurtosis": float(stats.kurtosis(codes[:, alive], axis=0).mean())
+        if alive.any()
+        else float("nan"),
         "code_std_mean": float(std.mean()),
         "code_mean_norm": float(np.linalg.norm(codes.mean(axis=0))),
         "heldout_ll_mvg": ll_mvg,

@@ -25,7 +25,9 @@ from trainables.config import TrialConfig
 from trainables.models import AutoEncoder, reconstruction_loss
 
 WARMUP_EPOCHS = 1
-PLAIN_CUDA_WORKERS = 4  # the plain loop done right on a GPU node: worker processes and pinned memory
+PLAIN_CUDA_WORKERS = (
+    4  # the plain loop done right on a GPU node: worker processes and pinned memory
+)
 
 
 @dataclass
@@ -109,7 +111,9 @@ def train(model: AutoEncoder, images: torch.Tensor, cfg: TrialConfig) -> TrainRe
     cuda, fast = device.type == "cuda", cfg.train_loop == "fast"
     precision = resolve_precision(cfg.precision, device)
     if cuda:
-        torch.backends.cudnn.benchmark = fast  # process-wide: autotune conv kernels for the fixed batch shapes
+        torch.backends.cudnn.benchmark = (
+            fast  # process-wide: autotune conv kernels for the fixed batch shapes
+        )
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     if fast:
         images = images.to(device)
@@ -130,7 +134,9 @@ def train(model: AutoEncoder, images: torch.Tensor, cfg: TrialConfig) -> TrainRe
         batches = functools.partial(loader_batches, loader, device)
     params = [p for p in model.parameters() if p.requires_grad]
     lr = learning_rate(0, cfg.epochs, cfg.lr)
-    optimizer = torch.optim.Adam(params, lr=lr, eps=1e-7, fused=fast and cuda)  # eps: Keras' epsilon
+    optimizer = torch.optim.Adam(
+        params, lr=lr, eps=1e-7, fused=fast and cuda
+    )  # eps: Keras' epsilon
     beta = cfg.beta if cfg.model == "vae" else 0.0
 
     def objective(x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +146,9 @@ def train(model: AutoEncoder, images: torch.Tensor, cfg: TrialConfig) -> TrainRe
 
     if cfg.compile:
         torch.compiler.reset()  # a worker runs many trials: old graphs would fill dynamo's cache, then eager
-    loss_of = torch.compile(objective, dynamic=False) if cfg.compile else objective  # one graph per batch size
+    loss_of = (
+        torch.compile(objective, dynamic=False) if cfg.compile else objective
+    )  # one graph per batch size
     losses: list[float] = []
     epoch_seconds: list[float] = []
     model.train()
@@ -163,4 +171,6 @@ def train(model: AutoEncoder, images: torch.Tensor, cfg: TrialConfig) -> TrainRe
         if not math.isfinite(losses[-1]):
             break
     diverged = None if math.isfinite(losses[-1]) else len(losses) - 1
-    return TrainResult(losses, diverged, time.perf_counter() - start, epoch_seconds, precision, cfg.compile)
+    return TrainResult(
+        losses, diverged, time.perf_counter() - start, epoch_seconds, precision, cfg.compile
+    )

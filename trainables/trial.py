@@ -24,82 +24,28 @@ from trainables import metrics, priors
 from trainables.config import TrialConfig, make_config
 from trainables.data import load_for_config
 from trainables.models import build_model, count_parameters, reconstruction_loss
+from trainables.schema import RESULT_COLUMNS, SCORED_SETS
 from trainables.train import seed_everything, train
 
-SCORED_SETS = ("train_recon", "test_recon", "normal", "mvg", "gmm")
 CODE_SAMPLE_SIZE, CODE_SAMPLE_DIMS = 1000, 4  # kept per row for the latent scatter plots (A.1/A.2)
 EVAL_BATCH = 500
-
-# Every column of a result row and its type: the results store writes exactly this schema.
-RESULT_COLUMNS = {
-    "trial_id": str,
-    "grid": str,
-    "replicate": int,
-    "search": str,
-    **{name: type(field_default) for name, field_default in TrialConfig().science().items()},
-    **{f"fd_{name}": float for name in SCORED_SETS},
-    "fid": bool,  # True only when the features are the standard Inception pool3 ones
-    "n_reference": int,  # reference (test) images; Test R reconstructs these same images
-    "n_scored": int,  # samples drawn from each prior; Train R uses min(n_scored, n_train) training images
-    "n_train": int,
-    "n_test": int,
-    "train_loss": float,
-    "train_recon_bce": float,
-    "test_recon_bce": float,
-    "loss_history": list[float],
-    "encoder_params": int,
-    "decoder_params": int,
-    "status": str,
-    "error": str,
-    "traceback": str,
-    "diverged_epoch": int,
-    "mvg_jitter": float,
-    "gmm_components_used": int,
-    "gmm_reg_covar": float,
-    "gmm_converged": bool,
-    "gmm_n_iter": int,
-    "gmm_attempts": int,
-    "gmm_error": str,
-    "gmm_backend": str,  # sklearn | torch: the implementation that fitted the GMM
-    "code_dead_units": int,
-    "code_abs_skew": float,
-    "code_excess_kurtosis": float,
-    "code_std_mean": float,
-    "code_mean_norm": float,
-    "heldout_ll_mvg": float,
-    "heldout_ll_gmm": float,
-    "heldout_ll_gap_per_dim": float,
-    "code_sample_dims": list[int],
-    "code_sample": list[list[float]],
-    "git_sha": str,
-    "package_versions": str,
-    "torch_version": str,
-    "hostname": str,
-    "device": str,
-    "precision": str,  # fp32 | bf16: what the training forward ran in
-    "compiled": bool,  # whether the training forward ran under torch.compile
-    "train_loop": str,  # fast | plain (the DataLoader baseline)
-    "started_at": str,
-    "wall_s": float,
-    "train_s": float,
-    "eval_s": float,
-    "encode_s": float,
-    "prior_s": float,
-    "sample_s": float,
-    "score_s": float,
-}
 
 
 def run_trial(overrides: dict | TrialConfig | None = None) -> dict:
     """One trial -> one row with every column of RESULT_COLUMNS (None where not reached)."""
     cfg = make_config(overrides)
     row = new_row(cfg)
-    row.update(provenance(), started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    row.update(
+        provenance(),
+        started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
     start = time.perf_counter()
     try:
         execute(cfg, row)
     except Exception as exc:  # a crash is a result too: the study records it and goes on
-        row.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback_summary(exc))
+        row.update(
+            status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback_summary(exc)
+        )
     row["wall_s"] = time.perf_counter() - start
     return row
 
@@ -120,7 +66,10 @@ def execute(cfg: TrialConfig, row: dict) -> None:
     row.update(n_train=len(train_images), n_test=len(test_images))
 
     model = build_model(cfg).to(device)
-    row.update(encoder_params=count_parameters(model.encoder), decoder_params=count_parameters(model.decoder))
+    row.update(
+        encoder_params=count_parameters(model.encoder),
+        decoder_params=count_parameters(model.decoder),
+    )
     result = train(model, train_images, cfg)
     row.update(train_s=result.seconds, loss_history=result.losses, train_loss=result.losses[-1])
     row.update(precision=result.precision, compiled=result.compiled, train_loop=cfg.train_loop)
@@ -135,7 +84,9 @@ def execute(cfg: TrialConfig, row: dict) -> None:
     row["status"] = "ok"
 
 
-def evaluate(model, cfg: TrialConfig, train_images: torch.Tensor, test_images: torch.Tensor, row: dict) -> None:
+def evaluate(
+    model, cfg: TrialConfig, train_images: torch.Tensor, test_images: torch.Tensor, row: dict
+) -> None:
     """Encode, fit the priors, decode samples and score every image set."""
     clock = time.perf_counter()
     model.eval()
@@ -145,7 +96,9 @@ def evaluate(model, cfg: TrialConfig, train_images: torch.Tensor, test_images: t
     row["encode_s"], clock = time.perf_counter() - clock, time.perf_counter()
 
     mvg = priors.fit_mvg(train_np)
-    gmm = priors.fit_gmm(train_np, cfg.gmm_components, cfg.seed, cfg.gmm_backend, train_codes.device)
+    gmm = priors.fit_gmm(
+        train_np, cfg.gmm_components, cfg.seed, cfg.gmm_backend, train_codes.device
+    )
     row.update(
         mvg_jitter=mvg.jitter,
         gmm_components_used=gmm.components,
@@ -164,7 +117,9 @@ def evaluate(model, cfg: TrialConfig, train_images: torch.Tensor, test_images: t
     reference = test_images[subset(len(test_images), n, cfg.seed)]
     codes = {
         "train_recon": train_codes[subset(len(train_images), n, cfg.seed + 1)],
-        "test_recon": test_codes[subset(len(test_images), n, cfg.seed)],  # the reference images, reconstructed
+        "test_recon": test_codes[
+            subset(len(test_images), n, cfg.seed)
+        ],  # the reference images, reconstructed
         "normal": priors.sample_standard_normal(cfg.latent, n, cfg.seed),
         "mvg": priors.sample_mvg(mvg, n, cfg.seed),
         "gmm": priors.sample_gmm(gmm, n, cfg.seed) if gmm.model is not None else None,
@@ -223,7 +178,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available on {platform.node()}")
+        raise RuntimeError(
+            f"device {name!r} was asked for but CUDA is not available on {platform.node()}"
+        )
     return device
 
 
@@ -265,7 +222,11 @@ def git_sha() -> str:
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
