@@ -1,35 +1,40 @@
-"""The best latent size of each curve, per sampler: measured, smoothed, and tested against its neighbours.
+"""The best latent size of each curve, per sampler: measured, smoothed, and tested against its
+neighbours.
 
 Hypothesis 3 of the paper says each architecture has an optimum bottleneck. Three views of it:
 - `latent`: the measured latent size with the lowest mean score;
-- `fit_latent`: the vertex of a quadratic in log2(latent) through the (up to) FIT_POINTS measured sizes
-  around that minimum, which can fall between grid points; NaN, with the reason in `fit_note`, when the
-  curve has fewer than 4 sizes, its lowest score is at the smallest or largest size measured (the optimum
-  is not bracketed), the fit is not convex or its vertex lies outside the fitted sizes;
-- `distinguishable`: whether the minimum beats both measured neighbours by a two-sided Welch t-test at
-  level ALPHA on the replicates. Welch, not "95% intervals do not overlap": non-overlap is a far stricter
-  test (about p < 0.006 for equal spreads), and the spread of a score changes with the latent size. Note
-  that picking the lowest of several means favours the winner, so a borderline p is weak evidence.
+- `fit_latent`: the vertex of a quadratic in log2(latent) through the (up to) FIT_POINTS measured
+  sizes around that minimum, which can fall between grid points; NaN, with the reason in
+  `fit_note`, when the curve has fewer than 4 sizes, its lowest score is at the smallest or largest
+  size measured (the optimum is not bracketed), the fit is not convex or its vertex lies outside
+  the fitted sizes;
+- `distinguishable`: whether the minimum beats both measured neighbours by a two-sided Welch t-test
+  at level ALPHA on the replicates. Welch, not "95% intervals do not overlap": non-overlap is a far
+  stricter test (about p < 0.006 for equal spreads), and the spread of a score changes with the
+  latent size. Note that picking the lowest of several means favours the winner, so a borderline p
+  is weak evidence.
 """
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.results import CURVE_KEYS, SAMPLERS, SCORES
+from trainables.config import CURVE_FIELDS
+from trainables.schema import SAMPLERS, SCORED_SETS
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
 FIT_POINTS = 5
 MIN_FIT_LATENTS = 4
-KEYS = [*CURVE_KEYS, "metric"]
+KEYS = [*CURVE_FIELDS, "metric"]
 
 
 def latent_stats(ok: pd.DataFrame) -> pd.DataFrame:
-    """Per curve, score and latent size: mean, std, n and a CONFIDENCE t-interval over the replicates."""
+    """Per curve, scored set and latent size: mean, std, n and a CONFIDENCE t-interval over the
+    replicates."""
     long = ok.melt(
         id_vars=[*KEYS, "latent"],
-        value_vars=[f"fd_{score}" for score in SCORES],
+        value_vars=[f"fd_{name}" for name in SCORED_SETS],
         var_name="score",
         value_name="value",
     )
@@ -50,10 +55,11 @@ def find_optima(latent_table: pd.DataFrame) -> pd.DataFrame:
     for (*key, sampler), points in samplers.groupby([*KEYS, "score"], dropna=False, sort=True):
         points = points.sort_values("latent").reset_index(drop=True)
         best = int(points["mean"].idxmin())
-        fit_latent, fit_score, fit_note = smooth_minimum(
+        fit_latent, fit_score, fit_note = _smooth_minimum(
             points["latent"].to_numpy(), points["mean"].to_numpy(), best
         )
-        p_below, p_above = (welch_p(points, best, side) for side in (best - 1, best + 1))
+        p_below = _welch_p(points, best, best - 1)
+        p_above = _welch_p(points, best, best + 1)
         rows.append(
             {
                 **dict(zip(KEYS, key, strict=True)),
@@ -65,7 +71,7 @@ def find_optima(latent_table: pd.DataFrame) -> pd.DataFrame:
                 "fit_note": fit_note,
                 "p_below": p_below,
                 "p_above": p_above,
-                "distinguishable": distinguishable(p_below, p_above),
+                "distinguishable": _distinguishable(p_below, p_above),
             }
         )
     columns = [
@@ -85,8 +91,8 @@ def find_optima(latent_table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def smooth_minimum(latents: np.ndarray, means: np.ndarray, best: int) -> tuple[float, float, str]:
-    """(latent, score, note) at the vertex of a quadratic in log2(latent) around the measured minimum."""
+def _smooth_minimum(latents: np.ndarray, means: np.ndarray, best: int) -> tuple[float, float, str]:
+    """(latent, score, note) at the vertex of a quadratic in log2(latent) around the minimum."""
     if len(latents) < MIN_FIT_LATENTS:
         return np.nan, np.nan, f"only {len(latents)} latent sizes (a fit needs {MIN_FIT_LATENTS})"
     if best in (0, len(latents) - 1):
@@ -97,7 +103,8 @@ def smooth_minimum(latents: np.ndarray, means: np.ndarray, best: int) -> tuple[f
         )
     start = min(max(best - FIT_POINTS // 2, 0), max(len(latents) - FIT_POINTS, 0))
     window = slice(start, start + FIT_POINTS)
-    x, y = np.log2(latents[window].astype(float)), means[window]
+    x = np.log2(latents[window].astype(float))
+    y = means[window]
     curvature, slope, intercept = np.polyfit(x, y, 2)
     span = f"{latents[window][0]}-{latents[window][-1]}"
     if curvature <= 0:
@@ -112,12 +119,13 @@ def smooth_minimum(latents: np.ndarray, means: np.ndarray, best: int) -> tuple[f
     )
 
 
-def welch_p(points: pd.DataFrame, best: int, other: int) -> float | None:
+def _welch_p(points: pd.DataFrame, best: int, other: int) -> float | None:
     """Two-sided Welch t-test p of the minimum against a neighbour: None where the curve has no such
     neighbour, NaN where either side has fewer than 2 replicates."""
     if not 0 <= other < len(points):
         return None
-    a, b = points.loc[best], points.loc[other]
+    a = points.loc[best]
+    b = points.loc[other]
     if min(a["n"], b["n"]) < 2:
         return np.nan
     if a["std"] == 0 and b["std"] == 0:  # no spread at all: any difference is certain
@@ -129,8 +137,8 @@ def welch_p(points: pd.DataFrame, best: int, other: int) -> float | None:
     )
 
 
-def distinguishable(*p_values: float | None) -> bool | None:
-    """True when every neighbour differs at ALPHA; None when there is none or one cannot be tested."""
+def _distinguishable(*p_values: float | None) -> bool | None:
+    """True when every neighbour differs at ALPHA; None when there is none or one is untestable."""
     tested = [p for p in p_values if p is not None]
     if not tested or any(np.isnan(p) for p in tested):
         return None

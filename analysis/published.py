@@ -1,30 +1,33 @@
 """The paper's Tables 2 and 3 as data, transcribed cell by cell so our tables can stand beside them.
 
-Every value is an FID (TF Inception v3, 10,000 samples). A cell printed as '-' or '_' is NaN. The rows are
-laid out as printed, so a reader can check them against the paper line by line.
+Every value is an FID (TF Inception v3, 10,000 samples). A cell printed as '-' or '_' is NaN. The
+rows are laid out as printed, so a reader can check them against the paper line by line.
 
 What the printed tables get wrong or leave open (kept as printed):
-- Table 2's caption puts CelebA at 64 latents and CIFAR-10 at 128 ("respectively" runs backwards); the text
-  of section 4 confirms 128 for CIFAR-10 and 64 for CelebA.
-- Table 2 prints 64 DAE CIFAR-10 N(0,I) as "372.30" and Table 3 prints 128-filter CelebA DAE N(0,I) as
-  "406.47": one digit more than every other cell.
+- Table 2's caption puts CelebA at 64 latents and CIFAR-10 at 128 ("respectively" runs backwards);
+  the text of section 4 confirms 128 for CIFAR-10 and 64 for CelebA.
+- Table 2 prints 64 DAE CIFAR-10 N(0,I) as "372.30" and Table 3 prints 128-filter CelebA DAE N(0,I)
+  as "406.47": one digit more than every other cell.
 - Table 3's caption says "CelebA and CIFAR-10 respectively" but lists CIFAR-10 first.
-- Table 3's CelebA row "128 latents, 128 filters, DAE" repeats Table 2's CelebA 128 DAE row, which Table 2
-  says is at 64 latents: one of the two latent sizes is a typo.
-- Table 3's 64-filter CIFAR-10 VAE at 128 latents (the Table 2 point) is the lowest in no column, unlike
-  every other Table 3 row, which holds the lowest score of its filter width for at least one sampler.
+- Table 3's CelebA row "128 latents, 128 filters, DAE" repeats Table 2's CelebA 128 DAE row, which
+  Table 2 says is at 64 latents: one of the two latent sizes is a typo.
+- Table 3's 64-filter CIFAR-10 VAE at 128 latents (the Table 2 point) is the lowest in no column,
+  unlike every other Table 3 row, which holds the lowest score of its filter width for at least one
+  sampler.
 - Table 3 lists VAEs at 768 latents although section 4 says VAEs above 512 latents became unstable.
-- WAE, RAE and EAE are the best results reported by Tolstikhin et al., Ghosh et al. and Ghose et al.;
-  GMM-DAE is Saseendran et al., who report no CIFAR-10 scores.
+- WAE, RAE and EAE are the best results reported by Tolstikhin et al., Ghosh et al. and Ghose et
+  al.; GMM-DAE is Saseendran et al., who report no CIFAR-10 scores.
 """
 
 import pandas as pd
 
+from trainables.schema import SCORED_SETS
+
 NA = float("nan")
 COMPARISON_LATENT = {"cifar10": 128, "celeba": 64}
-SCORE_COLUMNS = ["fd_train_recon", "fd_test_recon", "fd_normal", "fd_mvg", "fd_gmm"]
+SCORE_COLUMNS = [f"fd_{name}" for name in SCORED_SETS]
 
-# filters, model, | CIFAR-10: Train R, Test R, N(0,I), MVG, GMM | CelebA: Train R, Test R, N(0,I), MVG, GMM
+# filters, model, | CIFAR-10: Train R, Test R, N(0,I), MVG, GMM | CelebA: the same five
 TABLE_2 = [
     (32, "DAE", 50.56, 60.20, 288.8, 99.60, 90.55, 49.48, 50.38, 346.4, 65.50, 59.83),
     (32, "VAE", 62.46, 79.06, 100.1, 101.0, 94.40, 51.95, 53.21, 64.53, 64.71, 61.01),

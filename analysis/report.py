@@ -1,8 +1,9 @@
 """python analysis/report.py results.parquet --out report/
 
-Writes every table (Markdown + CSV) and figure (PNG) the store allows, and report/README.md listing each with
-a one-line description, what could not be made and which rows it needs. Scores come from ok rows only;
-failed and diverged trials are counted in the README. A missing or empty store exits with status 1.
+Writes every table (Markdown + CSV) and figure (PNG) the store allows, and report/README.md listing
+each with a one-line description, what could not be made and which rows it needs. Scores come from
+ok rows only; failed and diverged trials are counted in the README. A missing or empty store exits
+with status 1.
 """
 
 import argparse
@@ -15,7 +16,10 @@ from analysis import figures, tables
 from analysis.optimum import find_optima, latent_stats
 from analysis.results import StoreError, load, usable
 
-PAPER_ROWS = "ok cifar10 or celeba rows scored with inception-fid, depth 1, no latent norm, noise or freezing"
+PAPER_ROWS = (
+    "ok cifar10 or celeba rows scored with inception-fid, "
+    "depth 1, no latent norm, noise or freezing"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     ok = usable(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    made, missing = write_tables(ok, args.out)
+    made, missing = _write_tables(ok, args.out)
     for stem, description, build in figures.figure_list(ok):
         try:
             figure = build()
@@ -48,38 +52,45 @@ def main(argv: list[str] | None = None) -> int:
             continue
         figure.savefig(args.out / f"{stem}.png", dpi=args.dpi)
         made.append((f"{stem}.png", description))
-    (args.out / "README.md").write_text(readme(args.store, rows, ok, made, missing))
+    (args.out / "README.md").write_text(_readme(args.store, rows, ok, made, missing))
     print(
-        f"report: {len(made)} files in {args.out}, {len(missing)} could not be made (see {args.out / 'README.md'})"
+        f"report: {len(made)} files in {args.out}, {len(missing)} could not be made "
+        f"(see {args.out / 'README.md'})"
     )
     return 0
 
 
 OPTIMA_NOTES = [
-    "latent: the measured latent size with the lowest mean score; mean, std, n, ci: its replicates (95% t-interval).",
-    "fit_latent: vertex of a quadratic in log2(latent) over up to 5 sizes around it; fit_note says why it is empty.",
-    "distinguishable: both neighbouring sizes differ by a two-sided Welch t-test at 5% (p_below, p_above);"
-    " empty without replicates.",
+    "latent: the measured latent size with the lowest mean score; "
+    "mean, std, n, ci: its replicates (95% t-interval).",
+    "fit_latent: vertex of a quadratic in log2(latent) over up to 5 sizes around it; "
+    "fit_note says why it is empty.",
+    "distinguishable: both neighbouring sizes differ by a two-sided Welch t-test at 5% "
+    "(p_below, p_above); empty without replicates.",
 ]
 GAUSSIANITY_NOTES = [
-    "Means and stds over each curve's rows (all its latent sizes and seeds); skew and kurtosis are 0 for a Gaussian.",
+    "Means and stds over each curve's rows (all its latent sizes and seeds); "
+    "skew and kurtosis are 0 for a Gaussian.",
     "heldout_ll_gap_per_dim: held-out log-likelihood of the GMM minus the MVG's, per latent unit;"
     " near 0 when one Gaussian explains the codes.",
 ]
 
 
-def write_tables(ok: pd.DataFrame, out: Path) -> tuple[list, list]:
+def _write_tables(ok: pd.DataFrame, out: Path) -> tuple[list, list]:
     """-> (made: [(files, description)], missing: [(what, description, needs)])."""
-    table_2, table_3 = tables.make_table_2(ok), tables.make_table_3(ok)
+    table_2 = tables.make_table_2(ok)
+    table_3 = tables.make_table_3(ok)
     written = [
         (
             "table_2",
-            "Table 2: each width and model at 128 latents (CIFAR-10) / 64 (CelebA), ours beside the paper's",
+            "Table 2: each width and model at 128 latents (CIFAR-10) / 64 (CelebA), "
+            "ours beside the paper's",
             table_2,
         ),
         (
             "table_3",
-            "Table 3: each depth-1 curve at its best latent size per sampler, ours beside the paper's",
+            "Table 3: each depth-1 curve at its best latent size per sampler, "
+            "ours beside the paper's",
             table_3,
         ),
         (
@@ -98,10 +109,11 @@ def write_tables(ok: pd.DataFrame, out: Path) -> tuple[list, list]:
         "table_3": tables.comparability_notes(table_3),
     }
     notes.update(optima=OPTIMA_NOTES, gaussianity=GAUSSIANITY_NOTES)
-    made, missing = [], []
+    made = []
+    missing = []
     for stem, title, table in written:
         tables.write_table(
-            table if stem.startswith("table") else tables.named(table),
+            table if stem.startswith("table") else tables.readable_curves(table),
             out / stem,
             title,
             notes[stem],
@@ -122,7 +134,7 @@ def write_tables(ok: pd.DataFrame, out: Path) -> tuple[list, list]:
     return made, missing
 
 
-def readme(store: Path, rows: pd.DataFrame, ok: pd.DataFrame, made: list, missing: list) -> str:
+def _readme(store: Path, rows: pd.DataFrame, ok: pd.DataFrame, made: list, missing: list) -> str:
     counts = rows["status"].value_counts()
     status = ", ".join(f"{n} {name}" for name, n in counts.items())
     metrics = ", ".join(f"{n} {name}" for name, n in ok["metric"].value_counts().items()) or "none"
@@ -131,8 +143,8 @@ def readme(store: Path, rows: pd.DataFrame, ok: pd.DataFrame, made: list, missin
         "",
         f"Store: `{store}`: {len(rows)} rows ({status}). Scores use the {len(ok)} ok trials only"
         " (one row per trial_id); failed and diverged trials are counted here and nowhere else.",
-        f"Ok rows by metric: {metrics}. Only FID rows (Inception features) are set beside the paper's numbers;"
-        " FD (digits-cnn) is a different feature space.",
+        f"Ok rows by metric: {metrics}. Only FID rows (Inception features) are set beside"
+        " the paper's numbers; FD (digits-cnn) is a different feature space.",
         "",
         "## Made",
         "",

@@ -1,9 +1,11 @@
-"""Tables 2 and 3 with our scores beside the paper's, and the per-curve Gaussianity table (Hypothesis 2).
+"""Tables 2 and 3 with our scores beside the paper's, and the per-curve Gaussianity table
+(Hypothesis 2).
 
-Ours are means over replicates; `_diff` is ours minus the paper's. A published value is set beside ours only
-when ours is an FID too (the join includes the `metric` column): the digits default's FD (digits-cnn) lives
-in another feature space and keeps the paper columns empty. Paper rows we have no results for stay, with
-our columns empty; our rows the paper does not have stay, with its columns empty.
+Ours are means over replicates; `_diff` is ours minus the paper's. A published value is set beside
+ours only when ours is an FID too (the join includes the `metric` column): the digits default's
+FD (digits-cnn) lives in another feature space and keeps the paper columns empty. Paper rows we have
+no results for stay, with our columns empty; our rows the paper does not have stay, with its
+columns empty.
 """
 
 from pathlib import Path
@@ -13,12 +15,15 @@ import pandas as pd
 
 from analysis import published
 from analysis.optimum import KEYS, find_optima, latent_stats
-from analysis.results import CURVE_KEYS, SAMPLERS, SCORES, baseline, describe
+from analysis.results import add_labels, baseline
+from trainables.config import CURVE_FIELDS
+from trainables.schema import SAMPLERS, SCORED_SETS
 
 DATASET_ORDER = ["cifar10", "celeba"]
 MODEL_ORDER = ["DAE", "DAE (BN)", "VAE", "WAE", "RAE", "EAE", "GMM-DAE"]
 TABLE_3_SCORES = ["test_recon", "normal", "mvg", "gmm"]
-GAUSSIANITY = {  # 0 for a Gaussian; the last: held-out log-likelihood of the GMM minus the MVG's, per latent unit
+# 0 for a Gaussian; the last: held-out log-likelihood of the GMM minus the MVG's, per latent unit
+GAUSSIANITY = {
     "code_abs_skew": "mean |skew| per latent unit",
     "code_excess_kurtosis": "mean excess kurtosis per latent unit",
     "heldout_ll_gap_per_dim": "GMM - MVG held-out log-lik. per unit",
@@ -34,24 +39,26 @@ INTEGER_COLUMNS = ["filters", "latent", "latent_ours", "latent_paper", "n", "n_l
 
 
 def make_table_2(ok: pd.DataFrame) -> pd.DataFrame:
-    """Each filter width and model at the paper's comparison latent (CIFAR-10 128, CelebA 64), depth 1."""
+    """Each filter width and model at the paper's comparison latent (CIFAR-10 128, CelebA 64),
+    depth 1."""
     rows = baseline(ok, latent_norm=("none", "bn"))
     rows = rows[rows["latent"] == rows["dataset"].map(published.COMPARISON_LATENT)]
-    scores = [f"fd_{score}" for score in SCORES]
+    scores = [f"fd_{name}" for name in SCORED_SETS]
     ours = rows.groupby([*KEYS, "latent"], dropna=False)[scores].agg("mean")
     ours = ours.join(rows.groupby([*KEYS, "latent"], dropna=False).size().rename("n")).reset_index()
-    table = beside(
-        named(ours, keep=()),
+    table = _beside(
+        readable_curves(ours, keep=()),
         published.table_2(),
         ["dataset", "filters", "model", "latent", "metric"],
-        list(SCORES),
+        list(SCORED_SETS),
     )
-    values = [f"{score}_{side}" for score in SCORES for side in ("ours", "paper")]
+    values = [f"{name}_{side}" for name in SCORED_SETS for side in ("ours", "paper")]
     return table.dropna(how="all", subset=values).reset_index(drop=True)
 
 
 def make_table_3(ok: pd.DataFrame) -> pd.DataFrame:
-    """Each depth-1 curve at its best latent size for each sampler, beside the paper's best for that sampler."""
+    """Each depth-1 curve at its best latent size for each sampler, beside the paper's best for
+    that sampler."""
     stats = latent_stats(baseline(ok))
     shown = stats[stats["score"].isin(TABLE_3_SCORES)]
     means = shown.pivot_table(index=[*KEYS, "latent"], columns="score", values="mean").reset_index()
@@ -59,17 +66,19 @@ def make_table_3(ok: pd.DataFrame) -> pd.DataFrame:
     optima = find_optima(stats)[[*KEYS, "sampler", "latent", "fit_latent", "n"]].rename(
         columns={"sampler": "best_for"}
     )
-    ours = named(optima.merge(means, on=[*KEYS, "latent"]), keep=())
+    ours = readable_curves(optima.merge(means, on=[*KEYS, "latent"]), keep=())
     keys = ["dataset", "filters", "model", "metric", "best_for"]
-    return beside(
-        ours, paper_optima(), keys, ["latent", *TABLE_3_SCORES], differences=TABLE_3_SCORES
+    return _beside(
+        ours, _paper_optima(), keys, ["latent", *TABLE_3_SCORES], differences=TABLE_3_SCORES
     )
 
 
-def paper_optima() -> pd.DataFrame:
-    """The paper's best row of each filter width and model for each sampler (the bold cells of Table 3).
+def _paper_optima() -> pd.DataFrame:
+    """The paper's best row of each filter width and model for each sampler (the bold cells of
+    Table 3).
 
-    Its DAE rows were chosen for MVG and GMM sampling; the paper does not give a DAE's best N(0,I) latent."""
+    Its DAE rows were chosen for MVG and GMM sampling; the paper does not give a DAE's best N(0,I)
+    latent."""
     paper = published.table_3()
     best = []
     for sampler in SAMPLERS:
@@ -79,17 +88,21 @@ def paper_optima() -> pd.DataFrame:
     return pd.concat(best, ignore_index=True)
 
 
-def named(frame: pd.DataFrame, keep=("depth", "noise_std", "freeze_latent")) -> pd.DataFrame:
-    """Curve keys -> the paper's model names (DAE, VAE, DAE (BN)), the protocol they ran under, and `keep`."""
+def readable_curves(
+    frame: pd.DataFrame, keep=("depth", "noise_std", "freeze_latent")
+) -> pd.DataFrame:
+    """The curve fields of a frame as a reader names them: the paper's model names (DAE, VAE,
+    DAE (BN)), the protocol they ran under, and the fields in `keep`."""
     front = ["dataset", "label", "filters", *keep, "protocol"]
-    rest = [c for c in frame.columns if c not in (*CURVE_KEYS, *front)]
-    return describe(frame)[[*front, *rest]].rename(columns={"label": "model"})
+    rest = [c for c in frame.columns if c not in (*CURVE_FIELDS, *front)]
+    return add_labels(frame)[[*front, *rest]].rename(columns={"label": "model"})
 
 
-def beside(ours, paper, keys, quantities, differences=None) -> pd.DataFrame:
+def _beside(ours, paper, keys, quantities, differences=None) -> pd.DataFrame:
     """Outer join on keys; `q_ours`, `q_paper` and `q_diff` (ours - paper) for each quantity."""
-    strip = {f"fd_{score}": score for score in SCORES}
-    ours, paper = ours.rename(columns=strip), paper.rename(columns=strip)
+    strip = {f"fd_{name}": name for name in SCORED_SETS}
+    ours = ours.rename(columns=strip)
+    paper = paper.rename(columns=strip)
     paper = paper[[*keys, *(q for q in quantities if q in paper.columns)]]
     table = ours.merge(paper, on=keys, how="outer", suffixes=("_ours", "_paper"))
     for quantity in quantities if differences is None else differences:
@@ -97,14 +110,14 @@ def beside(ours, paper, keys, quantities, differences=None) -> pd.DataFrame:
     order = {"dataset": DATASET_ORDER, "model": MODEL_ORDER, "best_for": list(SAMPLERS)}
     by = [k for k in ("dataset", "filters", "model", "best_for", "protocol") if k in table.columns]
     table = table.sort_values(
-        by, key=lambda column: rank(column, order.get(column.name)), kind="stable"
+        by, key=lambda column: _rank(column, order.get(column.name)), kind="stable"
     )
     front = [*keys, *(c for c in ("protocol", "n") if c in table.columns)]
     return table[[*front, *(c for c in table.columns if c not in front)]].reset_index(drop=True)
 
 
-def rank(column: pd.Series, order: list | None) -> pd.Series:
-    """Sort key: the position in `order` (unknown values last), or the values themselves without one."""
+def _rank(column: pd.Series, order: list | None) -> pd.Series:
+    """Sort key: the position in `order` (unknown values last), or without one the values."""
     return (
         column
         if order is None
@@ -113,7 +126,8 @@ def rank(column: pd.Series, order: list | None) -> pd.Series:
 
 
 def make_gaussianity_table(ok: pd.DataFrame) -> pd.DataFrame:
-    """Per curve: mean and std, over its latent sizes and seeds, of the Gaussianity statistics of the codes."""
+    """Per curve: mean and std, over its latent sizes and seeds, of the Gaussianity statistics of
+    the codes."""
     present = [c for c in (*GAUSSIANITY, *CODE_SHAPE) if c in ok.columns]
     if ok.empty or not present:
         return pd.DataFrame(columns=[*KEYS, "n", "latents"])
@@ -127,14 +141,14 @@ def make_gaussianity_table(ok: pd.DataFrame) -> pd.DataFrame:
     return table.assign(n=groups.size(), latents=spans).reset_index()
 
 
-def has_ours(table: pd.DataFrame) -> pd.Series:
+def _has_ours(table: pd.DataFrame) -> pd.Series:
     """The rows of a table that hold a value of ours."""
     return table.filter(like="_ours").notna().any(axis=1)
 
 
 def comparable(table: pd.DataFrame) -> pd.Series:
     """The rows where an FID of ours can stand beside the paper's."""
-    return has_ours(table) & (table["metric"] == "FID")
+    return _has_ours(table) & (table["metric"] == "FID")
 
 
 def comparability_notes(table: pd.DataFrame) -> list[str]:
@@ -143,33 +157,38 @@ def comparability_notes(table: pd.DataFrame) -> list[str]:
     notes = ["ours: mean over replicates (n rows); diff = ours - paper; '–' = no value."]
     if not fid.any():
         notes.append(
-            "The store holds no FID rows for this table: none of our values here is comparable to the paper's."
+            "The store holds no FID rows for this table: "
+            "none of our values here is comparable to the paper's."
         )
-    for metric in sorted(table.loc[has_ours(table) & ~fid, "metric"].unique()):
+    for metric in sorted(table.loc[_has_ours(table) & ~fid, "metric"].unique()):
         notes.append(
-            f"Rows in {metric} are in another feature space than FID: they have no published counterpart."
+            f"Rows in {metric} are in another feature space than FID: "
+            "they have no published counterpart."
         )
     return notes
 
 
 def write_table(table: pd.DataFrame, stem: Path, title: str, notes: list[str]) -> list[Path]:
-    """table -> STEM.csv (every column, full precision) and STEM.md ('ours / paper (diff)' cells)."""
-    csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    """table -> STEM.csv (every column, full precision), STEM.md ('ours / paper (diff)' cells)."""
+    csv = stem.with_suffix(".csv")
+    md = stem.with_suffix(".md")
     table = table.astype({c: "Int64" for c in INTEGER_COLUMNS if c in table.columns})
     table.to_csv(csv, index=False)
     bullets = "".join(f"- {note}\n" for note in notes)
-    md.write_text(f"# {title}\n\n{bullets}\n{markdown(side_by_side(table))}\n")
+    md.write_text(f"# {title}\n\n{bullets}\n{_markdown(_side_by_side(table))}\n")
     return [md, csv]
 
 
-def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
-    """Folds each `q_ours`, `q_paper`, `q_diff` triple into one 'ours / paper (diff)' text column."""
+def _side_by_side(table: pd.DataFrame) -> pd.DataFrame:
+    """Folds each `q_ours`, `q_paper`, `q_diff` triple into one 'ours / paper (diff)' column."""
     shown = table.copy()
     for quantity in [c.removesuffix("_ours") for c in table.columns if c.endswith("_ours")]:
-        mine, paper, diff = f"{quantity}_ours", f"{quantity}_paper", f"{quantity}_diff"
+        mine = f"{quantity}_ours"
+        paper = f"{quantity}_paper"
+        diff = f"{quantity}_diff"
         if paper not in table.columns:
             continue
-        text = [f"{cell(o)} / {cell(p)}" for o, p in zip(table[mine], table[paper], strict=True)]
+        text = [f"{_cell(o)} / {_cell(p)}" for o, p in zip(table[mine], table[paper], strict=True)]
         if diff in table.columns:
             text = [
                 t if pd.isna(d) else f"{t} ({d:+.2f})"
@@ -181,16 +200,16 @@ def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def markdown(frame: pd.DataFrame) -> str:
+def _markdown(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
     lines += [
-        "| " + " | ".join(cell(value) for value in row) + " |"
+        "| " + " | ".join(_cell(value) for value in row) + " |"
         for row in frame.itertuples(index=False)
     ]
     return "\n".join(lines)
 
 
-def cell(value) -> str:
+def _cell(value) -> str:
     if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return "–"
     if isinstance(value, float):

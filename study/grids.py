@@ -1,40 +1,48 @@
 """Grids as data: lists of config overrides, expanded into validated TrialConfigs.
 
-A grid entry holds only what differs from TrialConfig's defaults (the paper's protocol). Grids are named
-here (GRIDS) or read from a JSON/YAML file of the same shape (`from_file`); `expand` can apply overrides
-to every entry (the launcher's --set). A curve is every trial sharing all scientific fields but `latent`
-(and `seed`, which is the replicate), as in DESIGN.md; `curve_label` names one for people.
+A grid entry holds only what differs from TrialConfig's defaults (the paper's protocol). Grids are
+named here (GRIDS) or read from a JSON/YAML file of the same shape (`from_file`); `expand` can apply
+overrides to every entry (the launcher's --set). A curve is every trial sharing all scientific
+fields but `latent` (and `seed`, which is the replicate); `curve_label` names one for people.
 """
 
+import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from trainables.config import CURVE_FIELDS, FIELDS, PROTOCOL_FIELDS, TrialConfig, make_config
+from trainables.config import (
+    CURVE_FIELDS,
+    FIELDS,
+    MODELS,
+    PROTOCOL_FIELDS,
+    TrialConfig,
+    make_config,
+)
 
-# Depth-1 DAE/VAE curves (Figure 1, Tables 2-3): every latent size in Tables 2-3 (32 ... 768) plus 16, 24,
-# 48 and 1024, so that each minimum has points on both sides (VAEs above 512 may diverge: that is a row too).
+# Depth-1 DAE/VAE curves (Figure 1, Tables 2-3): every latent size in Tables 2-3 (32 ... 768) plus
+# 16, 24, 48 and 1024, so that each minimum has points on both sides (VAEs above 512 may diverge:
+# that is a row too).
 FULL_SWEEP = (16, 24, 32, 48, 64, 80, 96, 128, 144, 152, 160, 192, 256, 384, 512, 768, 1024)
-# The ablation curves (Figures 2-5) are compared near the depth-1 optimum (~96-160): a coarser sweep.
+# The ablation curves (Figures 2-5) are compared near the depth-1 optimum (~96-160): coarser.
 ABLATION_SWEEP = (16, 32, 48, 64, 96, 128, 144, 192, 256, 384, 512)
-MODELS = ("dae", "vae")
 
 
-def sweeps(latents, *curves: dict) -> list[dict]:
+def _sweeps(latents, *curves: dict) -> list[dict]:
     """Each curve's overrides at every latent size, curve by curve."""
     return [{**curve, "latent": latent} for curve in curves for latent in latents]
 
 
 CIFAR10 = {"dataset": "cifar10"}
 TABLE1_CIFAR10 = [
-    *sweeps(
+    *_sweeps(
         FULL_SWEEP,
         *({**CIFAR10, "model": m, "filters": f} for m in MODELS for f in (32, 64, 128, 256)),
     ),
     # DAE ablations, at the default 128 filters and depth 1 unless stated
-    *sweeps(
+    *_sweeps(
         ABLATION_SWEEP,
         *({**CIFAR10, "filters": 64, "depth": depth} for depth in (2, 3)),
         *({**CIFAR10, "depth": depth} for depth in (2, [3, 3, 2, 1])),
@@ -43,7 +51,7 @@ TABLE1_CIFAR10 = [
         *({**CIFAR10, "freeze_latent": True, "depth": depth} for depth in (1, 2)),
     ),
 ]
-TABLE1_CELEBA = sweeps(
+TABLE1_CELEBA = _sweeps(
     FULL_SWEEP,
     *({"dataset": "celeba", "model": m, "filters": f} for m in MODELS for f in (32, 64, 128)),
 )
@@ -51,7 +59,7 @@ TABLE1_CELEBA = sweeps(
 # The offline default: 8 trials of ~20 s on one core, so the whole launch fits 3 minutes on 2 cores.
 # Batch 32 gives 42 steps an epoch instead of 11: more updates for the same compute on 1,347 images.
 DIGITS_BASE = {"dataset": "digits", "filters": 8, "batch_size": 32, "epochs": 10}
-DIGITS = sweeps((4, 8, 16, 32), *({**DIGITS_BASE, "model": model} for model in MODELS))
+DIGITS = _sweeps((4, 8, 16, 32), *({**DIGITS_BASE, "model": model} for model in MODELS))
 
 # One or two seconds per trial, one trial per code path: the launcher's tests run this.
 SMOKE_BASE = {
@@ -88,18 +96,23 @@ class Grid:
     source: str  # how an error names it: "grid 'smoke'" or "grid file path/to/file.yaml"
 
 
-def named(name: str) -> Grid:
+def named_grid(name: str) -> Grid:
+    """One of GRIDS; ValueError suggests the closest name for a typo."""
     if name not in GRIDS:
+        hint = difflib.get_close_matches(name, GRIDS, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise ValueError(
-            f"unknown grid {name!r}; known grids: {', '.join(GRIDS)} (or pass --grid-file PATH)"
+            f"unknown grid {name!r}{suggestion}; known grids: {', '.join(GRIDS)} "
+            "(or pass --grid-file PATH)"
         )
     return Grid(name, GRIDS[name], f"grid {name!r}")
 
 
 def from_file(path: str | Path) -> Grid:
-    """A JSON or YAML file holding a list of override mappings; the grid is named after the file's stem.
+    """A JSON or YAML file holding a list of override mappings; the grid takes the file's stem.
 
-    Both parsers build plain data only (json, yaml.safe_load). YAML 1.1 reads 1e30 as a string: write 1.0e+30.
+    Both parsers build plain data only (json, yaml.safe_load). YAML 1.1 reads 1e30 as a string:
+    write 1.0e+30.
     """
     path = Path(path)
     fix = 'write a list of mappings such as [{"dataset": "digits", "latent": 8}]'
@@ -130,36 +143,39 @@ def from_file(path: str | Path) -> Grid:
 SEED_IS_THE_REPLICATE = "replicate r always runs with seed r; remove the seed and use --seeds N"
 
 
-def format_override(key: str, value) -> str:
-    return f"--set {key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
+def _format_override(key: str, value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return f"--set {key}={text}"
 
 
-def check_overrides(overrides: dict) -> None:
+def _check_overrides(overrides: dict) -> None:
     """Keys of --set: known config fields, and not the seed (that is the replicate)."""
     for key, value in overrides.items():
         if key == "seed":
-            raise ValueError(f"{format_override(key, value)}: {SEED_IS_THE_REPLICATE}")
+            raise ValueError(f"{_format_override(key, value)}: {SEED_IS_THE_REPLICATE}")
         if key not in FIELDS:
             try:
                 make_config({key: value})  # its message names the key and the closest known one
             except ValueError as exc:
-                raise ValueError(f"{format_override(key, value)}: {exc}") from None
+                raise ValueError(f"{_format_override(key, value)}: {exc}") from None
 
 
 def expand(
     grid: Grid | str, seeds: int = 1, runtime: dict | None = None, overrides: dict | None = None
 ) -> list[TrialConfig]:
-    """Grid (or grid name) -> validated configs, `seeds` replicates of each: replicate r is the trial with seed r.
+    """Grid (or grid name) -> validated configs, `seeds` replicates of each: replicate r is the
+    trial with seed r.
 
-    runtime holds the fields that do not change a trial's identity (data_root, cache_dir, ...); overrides
-    (the launcher's --set) replace a field in every entry. Entries that become the same trial run once.
-    Raises ValueError naming the grid, the entry, the --set if one is to blame, and the bad key.
+    runtime holds the fields that do not change a trial's identity (data_root, cache_dir, ...);
+    overrides (the launcher's --set) replace a field in every entry. Entries that become the same
+    trial run once. Raises ValueError naming the grid, the entry, the --set if one is to blame, and
+    the bad key.
     """
-    grid = named(grid) if isinstance(grid, str) else grid
+    grid = named_grid(grid) if isinstance(grid, str) else grid
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
     overrides = overrides or {}
-    check_overrides(overrides)
+    _check_overrides(overrides)
     configs: dict[str, TrialConfig] = {}
     for index, entry in enumerate(grid.entries):
         if "seed" in entry:
@@ -168,29 +184,29 @@ def expand(
             try:
                 cfg = make_config({**entry, **(runtime or {}), **overrides, "seed": replicate})
             except ValueError as exc:
-                raise config_error(grid, index, entry, overrides, exc) from None
+                raise _config_error(grid, index, entry, overrides, exc) from None
             configs.setdefault(cfg.trial_id(), cfg)
     return list(configs.values())
 
 
-def config_error(
+def _config_error(
     grid: Grid, index: int, entry: dict, overrides: dict, exc: ValueError
 ) -> ValueError:
-    """Name where the bad value came from: the --set alone, the --set with this entry, or the entry."""
+    """Where the bad value came from: the --set alone, the --set with this entry, or the entry."""
     key = str(exc).split(":")[0]
     if key not in overrides:
         return ValueError(f"{grid.source}, entry {index} {entry}: {exc}")
     try:
         make_config({key: overrides[key]})
     except ValueError as alone:  # wrong whatever the entry: the --set is the whole story
-        return ValueError(f"{format_override(key, overrides[key])}: {alone}")
+        return ValueError(f"{_format_override(key, overrides[key])}: {alone}")
     return ValueError(
-        f"{grid.source}, entry {index} {entry} with {format_override(key, overrides[key])}: {exc}"
+        f"{grid.source}, entry {index} {entry} with {_format_override(key, overrides[key])}: {exc}"
     )
 
 
 def curve_key(fields: dict) -> tuple:
-    """What a curve shares, from cfg.science() or a stored row: every scientific field but latent and seed."""
+    """What a curve shares (from cfg.science() or a stored row): all but the latent and the seed."""
     return tuple((name, fields[name]) for name in CURVE_FIELDS)
 
 

@@ -1,45 +1,49 @@
-"""python study/launch.py --grid NAME: run a named grid (or an Optuna search over its curves) into the store.
+"""python study/launch.py [--grid NAME]: run a named grid (default: digits), or an Optuna search
+over its curves, into the store.
 
-Every input is checked before Ray starts (grid, config keys and values, datasets, scoring weights, the
-results path, another launcher); a bad one ends the launch with one message on stderr and exit status 2.
-Trials already `ok` or `diverged` in the store are skipped (a divergence is a result; --rerun-diverged runs
-them again), so the same command resumes a killed launch and reruns only the trials that `failed`. Every
-trial ends as a row, whatever happens to it; the launch exits 1 when some of them failed, else 0.
+Every input is checked before Ray starts (grid, config keys and values, datasets, scoring weights,
+the results path, another launcher); a bad one ends the launch with one message on stderr and exit
+status 2. Trials already `ok` or `diverged` in the store are skipped (a divergence is a result;
+--rerun-diverged runs them again), so the same command resumes a killed launch and reruns only the
+trials that `failed`. Every trial ends as a row, whatever happens to it; the launch exits 1 when
+some of them failed, else 0.
 
 Custom grids without editing code:
-  --set KEY=VALUE      override one config field in every trial of the grid (repeatable); VALUE is read
-                       as JSON where it parses (2, 1e-4, true, [3,3,2,1]) and as a string otherwise,
-                       e.g. --grid digits --set epochs=2 --set batch_size=64
-  --grid-file PATH     a JSON (.json) or YAML list of override mappings, one trial each, instead of --grid:
-                       [{"dataset": "digits", "latent": 8}, {"dataset": "digits", "latent": 16, "model": "vae"}]
-                       rows are tagged with the file's stem as their grid name
+  --set KEY=VALUE   override one config field in every trial of the grid (repeatable); VALUE is
+                    read as JSON where it parses (2, 1e-4, true, [3,3,2,1]) and as a string
+                    otherwise, e.g. --grid digits --set epochs=2 --set batch_size=64
+  --grid-file PATH  a JSON (.json) or YAML list of override mappings, one trial each, instead of
+                    --grid, e.g. [{"dataset": "digits", "latent": 8},
+                                  {"dataset": "digits", "latent": 16, "model": "vae"}];
+                    rows are tagged with the file's stem as their grid name
 """
 
 import argparse
 import json
 import sys
 import time
+from collections import Counter
 from functools import partial
 from pathlib import Path
 
-if __package__ in (
-    None,
-    "",
-):  # run as a script from a checkout: make `study` and `trainables` importable
+if __package__ in (None, ""):  # run as a script from a checkout: make the stages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pandas as pd
 import torch
 
+from analysis.optimum import find_optima, latent_stats
+from analysis.results import usable
 from study import grids
 from study.store import FINISHED, ResultStore, scan
 from trainables import data, metrics
 from trainables.config import TrialConfig
+from trainables.schema import SAMPLERS
 
-SAMPLERS = {"fd_mvg": "MVG", "fd_gmm": "GMM"}
+# The samplers the paper draws from, for the summary and --search-metric (N(0,I) is in the store).
+REPORTED_SAMPLERS = ("mvg", "gmm")
 
 
-def gpu_share(text: str) -> str | float:
+def _gpu_share(text: str) -> str | float:
     if text in ("auto", "table"):
         return text
     try:
@@ -51,8 +55,9 @@ def gpu_share(text: str) -> str | float:
     return share
 
 
-def override(text: str) -> tuple[str, object]:
-    """--set KEY=VALUE -> (key, value): JSON where it parses, else the plain string. Keys are checked later."""
+def _override(text: str) -> tuple[str, object]:
+    """--set KEY=VALUE -> (key, value): JSON where it parses, else the plain string; the keys are
+    checked later."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. epochs=2), got {text!r}")
@@ -63,19 +68,23 @@ def override(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--grid", help=f"a named grid, one of: {', '.join(grids.GRIDS)}")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--grid",
+        default="digits",
+        help=f"a named grid, one of: {', '.join(grids.GRIDS)} (default %(default)s)",
+    )
     which.add_argument(
         "--grid-file", help="a JSON or YAML list of config override mappings, one trial each"
     )
     parser.add_argument(
         "--set",
         dest="overrides",
-        type=override,
+        type=_override,
         action="append",
         default=[],
         metavar="KEY=VALUE",
@@ -98,10 +107,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--gpus-per-trial",
-        type=gpu_share,
+        type=_gpu_share,
         default="auto",
         help="auto: the per-model-size table when the cluster has GPUs, else CPU only; "
-        "table: that table even before autoscaled GPU nodes exist; F: share F of a GPU for every trial",
+        "table: that table even before autoscaled GPU nodes exist; "
+        "F: share F of a GPU for every trial",
     )
     parser.add_argument(
         "--cpus-per-trial", type=int, default=1, help="also torch's thread count per trial"
@@ -131,7 +141,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--search-metric",
-        choices=list(SAMPLERS),
+        choices=[f"fd_{name}" for name in REPORTED_SAMPLERS],
         default="fd_mvg",
         help="what the search minimises",
     )
@@ -142,8 +152,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def plan(args: argparse.Namespace) -> list[TrialConfig]:
-    """The grid's trials, validated, with the runtime paths that do not change a trial's identity."""
+def _plan(args: argparse.Namespace) -> list[TrialConfig]:
+    """The grid's trials, validated, with the runtime paths (not part of a trial's identity)."""
     if (
         args.gpus_per_trial not in ("auto", 0)
         and not args.address
@@ -157,14 +167,14 @@ def plan(args: argparse.Namespace) -> list[TrialConfig]:
         for key, value in (("data_root", args.data_root), ("cache_dir", args.cache_dir))
         if value
     }
-    grid = grids.from_file(args.grid_file) if args.grid_file else grids.named(args.grid)
+    grid = grids.from_file(args.grid_file) if args.grid_file else grids.named_grid(args.grid)
     args.grid = grid.name  # the tag every row carries
     return grids.expand(grid, args.seeds, runtime, dict(args.overrides))[: args.limit]
 
 
-def missing_inputs(trials: list[TrialConfig]) -> list[str]:
-    """One message for each dataset or scoring network the trials need that is not on this machine."""
-    checks = [partial(data.check_available, name, root) for name, root in sorted(datasets(trials))]
+def _missing_inputs(trials: list[TrialConfig]) -> list[str]:
+    """One message for each dataset or scoring network the trials need that this machine lacks."""
+    checks = [partial(data.check_available, name, root) for name, root in sorted(_datasets(trials))]
     checks += [
         partial(metrics.check_extractor, name)
         for name in sorted({cfg.feature_extractor for cfg in trials})
@@ -178,12 +188,12 @@ def missing_inputs(trials: list[TrialConfig]) -> list[str]:
     return missing
 
 
-def datasets(trials: list[TrialConfig]) -> set[tuple[str, Path]]:
+def _datasets(trials: list[TrialConfig]) -> set[tuple[str, Path]]:
     return {(cfg.dataset, cfg.data_path) for cfg in trials}
 
 
-def download_inputs(trials: list[TrialConfig]) -> None:
-    for name, root in sorted(datasets(trials)):
+def _download_inputs(trials: list[TrialConfig]) -> None:
+    for name, root in sorted(_datasets(trials)):
         data.download(name, root)
     if (
         any(cfg.feature_extractor == "inception-fid" for cfg in trials)
@@ -192,7 +202,7 @@ def download_inputs(trials: list[TrialConfig]) -> None:
         metrics.download_fid_weights()
 
 
-def describe(args: argparse.Namespace, trials: list[TrialConfig], done: set[str]) -> None:
+def _print_plan(args: argparse.Namespace, trials: list[TrialConfig], done: set[str]) -> None:
     """The dry run: curves, counts, and what is missing."""
     grouped = grids.curves(trials)
     todo = sum(cfg.trial_id() not in done for cfg in trials)
@@ -201,16 +211,16 @@ def describe(args: argparse.Namespace, trials: list[TrialConfig], done: set[str]
     )
     for curve in grouped.values():
         latents = sorted({cfg.latent for cfg in curve})
-        print(
-            f"  {grids.curve_label(curve[0]):48s} {len(latents):3d} latents: {' '.join(map(str, latents))}"
-        )
+        label = grids.curve_label(curve[0])
+        print(f"  {label:48s} {len(latents):3d} latents: {' '.join(map(str, latents))}")
     print(f"{len(trials) - todo} already done in {Path(args.results).absolute()}, {todo} to run")
     if args.search:
         searches = len(grouped) * args.seeds
         print(
-            f"--search {args.search}: {searches} searches x {args.search_trials} trials on {args.search_metric}"
+            f"--search {args.search}: {searches} searches x {args.search_trials} trials "
+            f"on {args.search_metric}"
         )
-    missing = missing_inputs(trials)
+    missing = _missing_inputs(trials)
     print(
         "missing (the launch stops here until they are provided):"
         if missing
@@ -220,45 +230,44 @@ def describe(args: argparse.Namespace, trials: list[TrialConfig], done: set[str]
         print("  " + message.replace("\n", "\n  "))
 
 
-def summary(store: ResultStore, trials: list[TrialConfig]) -> None:
-    """Per curve and sampler: the latent with the lowest score (mean over replicates) among ok rows."""
+def _summary(store: ResultStore, trials: list[TrialConfig]) -> None:
+    """Per curve of the launch and sampler: the latent size with the lowest mean score over the ok
+    rows, as the report's optima table finds it."""
     labels = {grids.curve_key(cfg.science()): grids.curve_label(cfg) for cfg in trials}
-    rows: dict[tuple, list[dict]] = {key: [] for key in labels}
-    for row in store.read().query("status == 'ok'").to_dict("records"):
-        rows.get(grids.curve_key(row), []).append(row)
+    ok = usable(store.read())
+    ok_rows = Counter(grids.curve_key(row) for row in ok.to_dict("records"))
+    optima = {
+        (grids.curve_key(best), best["sampler"]): best
+        for best in find_optima(latent_stats(ok)).to_dict("records")
+    }
     width = max(len(label) for label in labels.values())
     print(f"\n{'curve':{width}s}  sampler  best latent  score     metric           ok rows")
     for key, label in labels.items():
-        for column, sampler in SAMPLERS.items():
-            by_latent: dict[int, list[float]] = {}
-            for row in rows[key]:
-                if pd.notna(row[column]):
-                    by_latent.setdefault(row["latent"], []).append(row[column])
-            if not by_latent:
-                print(f"{label:{width}s}  {sampler:7s}  (no ok rows yet)")
+        for sampler in REPORTED_SAMPLERS:
+            name = SAMPLERS[sampler]
+            best = optima.get((key, sampler))
+            if best is None:
+                print(f"{label:{width}s}  {name:7s}  (no ok rows yet)")
                 continue
-            latent, scores = min(by_latent.items(), key=lambda item: sum(item[1]) / len(item[1]))
-            metric = "FID" if rows[key][0]["fid"] else f"FD ({rows[key][0]['feature_extractor']})"
-            mean = sum(scores) / len(scores)
             print(
-                f"{label:{width}s}  {sampler:7s}  {latent:11d}  {mean:8.2f}  {metric:15s}  {len(rows[key])}"
+                f"{label:{width}s}  {name:7s}  {int(best['latent']):11d}  {best['mean']:8.2f}  "
+                f"{best['metric']:15s}  {ok_rows[key]}"
             )
-    print(
-        f"\nresults: {store.path} ({len(store.status)} rows; pandas.read_parquet reads it as one table)"
-    )
+    rows = len(store.status)
+    print(f"\nresults: {store.path} ({rows} rows; pandas.read_parquet reads it as one table)")
 
 
-def run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore) -> int:
+def _run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore) -> int:
     for part in store.corrupt:
         print(
             f"warning: unreadable part file moved to {part}; its trial will run again",
             file=sys.stderr,
         )
-    done = store.done(finished(args))
+    done = store.done(_finished(args))
     todo = [cfg for cfg in trials if cfg.trial_id() not in done]
     if not args.search and not todo:
         print(f"all {len(trials)} trials already done in {store.path}; nothing to run")
-        summary(store, trials)
+        _summary(store, trials)
         return 0
     from study import runner  # imports Ray: only when there is something to run
 
@@ -273,32 +282,32 @@ def run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore)
             )
         else:
             print(
-                f"grid {args.grid}: {len(trials)} trials, {len(trials) - len(todo)} already done, {len(todo)} to run"
+                f"grid {args.grid}: {len(trials)} trials, {len(trials) - len(todo)} already done, "
+                f"{len(todo)} to run"
             )
             callbacks = [runner.run_grid(store, args.grid, todo, resources)]
-    summary(store, trials)
+    _summary(store, trials)
     print(f"finished in {runner.format_duration(time.monotonic() - start)}")
     return 1 if any(callback.failed for callback in callbacks) else 0
 
 
-def finished(args: argparse.Namespace) -> frozenset[str]:
+def _finished(args: argparse.Namespace) -> frozenset[str]:
     """The statuses a relaunch keeps instead of running the trial again."""
     return frozenset({"ok"}) if args.rerun_diverged else FINISHED
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = _parse_args(argv)
     try:
-        trials = plan(args)
+        trials = _plan(args)
         if args.download:
-            download_inputs(trials)
+            _download_inputs(trials)
         if args.dry_run:
             statuses = scan(Path(args.results))[0]
-            describe(
-                args, trials, {tid for tid, status in statuses.items() if status in finished(args)}
-            )
+            done = {trial_id for trial_id, status in statuses.items() if status in _finished(args)}
+            _print_plan(args, trials, done)
             return 0
-        missing = missing_inputs(trials)
+        missing = _missing_inputs(trials)
         if missing:
             raise FileNotFoundError("\n".join(missing))
         store = ResultStore(args.results)
@@ -306,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"launch: error: {exc}", file=sys.stderr)
         return 2
     with store:
-        return run(args, trials, store)
+        return _run(args, trials, store)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Ray Tune wiring: one function trainable around run_trial, rows to the store from a driver callback.
+"""Ray Tune wiring: one function trainable around run_trial; a driver callback stores the rows.
 
 Tune overwrites reserved keys of a reported result (trial_id, date, timestamp, done, hostname, pid,
 config, ...), so the row travels under ROW_KEY and the callback takes it out again before Tune keeps
@@ -27,36 +27,36 @@ from trainables.trial import new_row, run_trial, traceback_summary
 
 ROW_KEY = "dae_study_row"
 SCORE_KEY = "score"  # what --search optimises; None for a trial that did not end ok
-MAX_FAILURES = (
-    2  # retries of a trial whose worker died (deterministic errors come back as failed rows)
-)
-# Tune's experiment state goes inside the store: pyarrow skips "_" folders, the store (not Tune) is what a
-# relaunch resumes from, and a lost worker's error.txt stays next to the row that reports it.
+# Retries of a trial whose worker died (deterministic errors come back as failed rows).
+MAX_FAILURES = 2
+# Tune's experiment state goes inside the store: pyarrow skips "_" folders, the store (not Tune) is
+# what a relaunch resumes from, and a lost worker's error.txt stays next to the row that reports it.
 TUNE_DIR = "_tune"
 QUIET_LOGGERS = (
-    "optuna",  # "A new study created in memory", once per searched curve
-    "ray._private.authentication.authentication_token_setup",  # "token auth is enabled" (it stays enabled)
-    "ray.tune.analysis.experiment_analysis",  # "no result.json": we turned Tune's result files off on purpose
+    # "A new study created in memory", once per searched curve
+    "optuna",
+    # "token auth is enabled" (it stays enabled)
+    "ray._private.authentication.authentication_token_setup",
+    # "no result.json": we turned Tune's result files off on purpose
+    "ray.tune.analysis.experiment_analysis",
 )
 
 
-def quiet() -> None:
+def _quiet() -> None:
     for noise in QUIET_LOGGERS:
         logging.getLogger(noise).setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager
 def ray_session(address: str | None):
-    """Join a cluster, or start a quiet local one with every core of this machine; disconnect at the end."""
-    os.environ.setdefault(
-        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"
-    )  # CSV/JSON/TensorBoard copies of each row
+    """Join a cluster, or start a quiet local one with every core here; disconnect at the end."""
+    # no CSV/JSON/TensorBoard copies of each row
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault(
-        "TUNE_PRINT_ALL_TRIAL_ERRORS", "0"
-    )  # a lost worker: our line says it, _tune/ keeps the text
+    # a lost worker: our progress line says it, and _tune/ keeps the text
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     local = {} if address else {"num_cpus": os.cpu_count()}
-    quiet()
+    _quiet()
     ray.init(
         address=address or "local",
         include_dashboard=False,
@@ -64,7 +64,7 @@ def ray_session(address: str | None):
         log_to_driver=False,
         **local,
     )
-    quiet()  # again: ray.init's logging config resets the levels of loggers below "ray"
+    _quiet()  # again: ray.init's logging config resets the levels of loggers below "ray"
     try:
         yield
     finally:
@@ -84,12 +84,12 @@ def trial_overrides(config: dict) -> dict:
 
 
 def train_one(config: dict, cpus: int, metric: str, measured: dict[int, float]) -> None:
-    """Runs on a Ray worker. A latent the store already holds is answered from it, not trained again.
+    """Runs on a Ray worker. A latent the store already holds is answered from it, not retrained.
 
-    Nothing raised here reaches Tune: run_trial turns a trial's own errors into rows, and an error around
-    it (a worker whose code or packages differ from the driver's) becomes a failed row too, because Tune
-    retries every exception and a deterministic error would only fail again. Tune's retries
-    (FailureConfig) are thus left to what they are for: a worker process or node that died.
+    Nothing raised here reaches Tune: run_trial turns a trial's own errors into rows, and an error
+    around it (a worker whose code or packages differ from the driver's) becomes a failed row too,
+    because Tune retries every exception and a deterministic error would only fail again. Tune's
+    retries (FailureConfig) are thus left to what they are for: a worker process or node that died.
     """
     overrides = trial_overrides(config)
     if overrides["latent"] in measured:
@@ -101,10 +101,9 @@ def train_one(config: dict, cpus: int, metric: str, measured: dict[int, float]) 
         torch.set_num_threads(cpus)
         row = run_trial(overrides)
         if row["status"] == "failed" and torch.cuda.is_available():
-            torch.cuda.empty_cache()  # after an OOM, hand the card back to the trials packed beside this worker
-    except (
-        Exception
-    ) as exc:  # the driver completes this row from the trial's config (StoreCallback._write)
+            # after an OOM, hand the card back to the trials packed beside this worker
+            torch.cuda.empty_cache()
+    except Exception as exc:  # the driver completes this row from the config (StoreCallback._write)
         row = {
             "status": "failed",
             "error": f"{type(exc).__name__}: {exc}",
@@ -114,8 +113,8 @@ def train_one(config: dict, cpus: int, metric: str, measured: dict[int, float]) 
     tune.report({SCORE_KEY: row[metric] if ok else None, ROW_KEY: row})
 
 
-def failed_row(cfg: TrialConfig, error: str) -> dict:
-    """The row of a trial that produced none itself (its worker died, or it raised): its config and why."""
+def _failed_row(cfg: TrialConfig, error: str) -> dict:
+    """The row of a trial that made none itself (its worker died, or it raised): config and why."""
     return {**new_row(cfg), "status": "failed", "error": error}
 
 
@@ -124,12 +123,16 @@ def format_duration(seconds: float) -> str:
 
 
 class StoreCallback(tune.Callback):
-    """Writes each row to the store on the driver and prints one progress line per finished trial."""
+    """Writes each row to the store on the driver; prints a progress line per finished trial."""
 
     def __init__(self, store: ResultStore, total: int, grid: str, search: str):
-        self.store, self.total, self.tags = store, total, {"grid": grid, "search": search}
+        self.store = store
+        self.total = total
+        self.tags = {"grid": grid, "search": search}
         self.start = time.monotonic()
-        self.ok = self.diverged = self.failed = 0
+        self.ok = 0
+        self.diverged = 0
+        self.failed = 0
         self.written: set[str] = set()  # Tune trial ids whose row is in the store
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -146,29 +149,24 @@ class StoreCallback(tune.Callback):
         )
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        label = grids.curve_label(make_config(trial_overrides(trial.config)))
-        print(
-            f"worker lost running {label} latent {trial_overrides(trial.config)['latent']}; retrying",
-            flush=True,
-        )
+        overrides = trial_overrides(trial.config)
+        label = grids.curve_label(make_config(overrides))
+        print(f"worker lost running {label} latent {overrides['latent']}; retrying", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if trial.trial_id in self.written:  # the row arrived; whatever failed came after it
             return
         text = (trial.get_error() or "").strip()
-        last_failure = text.split("Failure # ")[-1].splitlines()[1:] or [
-            "no error text"
-        ]  # Tune: a block per try
+        # Tune writes a "Failure # N" block per try
+        last_failure = text.split("Failure # ")[-1].splitlines()[1:] or ["no error text"]
         cfg = make_config(trial_overrides(trial.config))
-        row = failed_row(cfg, f"worker lost {trial.num_failures} times; last: {last_failure[0]}")
+        row = _failed_row(cfg, f"worker lost {trial.num_failures} times; last: {last_failure[0]}")
         row["traceback"] = text
         self._write(trials, trial, row)
 
     def _write(self, trials, trial, row: dict) -> None:
-        if (
-            row.get("trial_id") is None
-        ):  # a worker error outside run_trial: only status, error and traceback
-            row = {**failed_row(make_config(trial_overrides(trial.config)), row["error"]), **row}
+        if row.get("trial_id") is None:  # an error outside run_trial: status, error, traceback
+            row = {**_failed_row(make_config(trial_overrides(trial.config)), row["error"]), **row}
         row.update(self.tags, replicate=row["seed"])
         self.store.write(row)
         self.written.add(trial.trial_id)
@@ -197,14 +195,13 @@ class StoreCallback(tune.Callback):
 @dataclass(frozen=True)
 class Resources:
     cpus_per_trial: int
-    gpus_per_trial: (
-        str | float
-    )  # "table": study.resources.gpu_fraction per model; a number: that share for all
+    # "table": study.resources.gpu_fraction per model; a number: that share for all
+    gpus_per_trial: str | float
     max_concurrent: int | None
 
 
 def trial_resources(resources: Resources):
-    """Ray resources of one trial, from its config (GPU share by model size when GPUs are in use)."""
+    """Ray resources of one trial from its config (a GPU share by model size if GPUs are used)."""
 
     def request(config: dict) -> tune.PlacementGroupFactory:
         gpus = resources.gpus_per_trial
@@ -216,7 +213,7 @@ def trial_resources(resources: Resources):
     return request
 
 
-def tune_trial_name(trial) -> str:
+def _tune_trial_name(trial) -> str:
     return trial.trial_id
 
 
@@ -226,11 +223,11 @@ def run_grid(
     """Every config once, as a Tune grid; returns the callback, which counts what finished."""
     callback = StoreCallback(store, len(configs), grid, "grid")
     param_space = {"trial": tune.grid_search([dataclasses.asdict(cfg) for cfg in configs])}
-    fit(store, callback, resources, param_space)
+    _fit(store, callback, resources, param_space)
     return callback
 
 
-def measured_scores(store: ResultStore, cfg: TrialConfig, metric: str) -> dict[int, float]:
+def _measured_scores(store: ResultStore, cfg: TrialConfig, metric: str) -> dict[int, float]:
     """latent -> score of every ok row in the store on cfg's curve and seed."""
     rows = store.read()
     rows = rows[(rows["status"] == "ok") & (rows["seed"] == cfg.seed)]
@@ -242,7 +239,7 @@ def measured_scores(store: ResultStore, cfg: TrialConfig, metric: str) -> dict[i
     }
 
 
-def run_search(
+def _run_search(
     store: ResultStore,
     grid: str,
     curve: list[TrialConfig],
@@ -250,11 +247,11 @@ def run_search(
     trials: int,
     metric: str,
 ) -> StoreCallback:
-    """Optuna (TPE) over log(latent) within the curve's grid range, told every latent the store already has."""
+    """Optuna (TPE) over log(latent) in the curve's grid range, told every latent already stored."""
     latents = [cfg.latent for cfg in curve]
     measured = {
         k: v
-        for k, v in measured_scores(store, curve[0], metric).items()
+        for k, v in _measured_scores(store, curve[0], metric).items()
         if min(latents) <= k <= max(latents)
     }
     searcher = OptunaSearch(
@@ -272,12 +269,13 @@ def run_search(
         ", ".join(f"{latent}: {score:.2f}" for latent, score in sorted(measured.items())) or "none"
     )
     print(
-        f"searching {grids.curve_label(curve[0])} seed {curve[0].seed} over latent {min(latents)}..{max(latents)}: "
+        f"searching {grids.curve_label(curve[0])} seed {curve[0].seed} "
+        f"over latent {min(latents)}..{max(latents)}: "
         f"{trials} trials; already measured ({metric}) {known}",
         flush=True,
     )
     param_space = {"trial": dataclasses.asdict(curve[0])}
-    fit(
+    _fit(
         store,
         callback,
         resources,
@@ -298,21 +296,21 @@ def run_searches(
     trials: int,
     metric: str,
 ) -> list[StoreCallback]:
-    """One search per curve and seed, one after the other; a curve with a single latent has nothing to search."""
+    """One search per curve and seed, one after the other; a curve with a single latent has nothing
+    to search."""
     callbacks = []
     for curve in grids.curves(configs).values():
         for seed in sorted({cfg.seed for cfg in curve}):
             replicate = [cfg for cfg in curve if cfg.seed == seed]
             if len({cfg.latent for cfg in replicate}) < 2:
-                print(
-                    f"not searching {grids.curve_label(replicate[0])} seed {seed}: one latent size, no range"
-                )
+                label = grids.curve_label(replicate[0])
+                print(f"not searching {label} seed {seed}: one latent size, no range")
                 continue
-            callbacks.append(run_search(store, grid, replicate, resources, trials, metric))
+            callbacks.append(_run_search(store, grid, replicate, resources, trials, metric))
     return callbacks
 
 
-def fit(
+def _fit(
     store,
     callback,
     resources,
@@ -332,9 +330,10 @@ def fit(
             search_alg=search_alg,
             num_samples=samples,
             max_concurrent_trials=resources.max_concurrent,
-            reuse_actors=True,  # a worker keeps torch, the dataset and the scoring network loaded between trials
-            trial_name_creator=tune_trial_name,
-            trial_dirname_creator=tune_trial_name,
+            # a worker keeps torch, the dataset and the scoring network loaded between trials
+            reuse_actors=True,
+            trial_name_creator=_tune_trial_name,
+            trial_dirname_creator=_tune_trial_name,
         ),
         run_config=tune.RunConfig(
             name=f"{callback.tags['grid']}-{callback.tags['search']}-{datetime.datetime.now():%Y%m%d-%H%M%S}",

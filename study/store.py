@@ -7,53 +7,41 @@
         _tune/                 Ray Tune's own experiment state (study/runner.py), not results
         .lock                  flock of the one launcher writing here; holds its pid
 
-pyarrow skips names starting with "_" or ".", so `pandas.read_parquet("results.parquet")` sees only the
-live rows, at any moment: each part is written to a hidden temp file, fsynced, then renamed into place
-(over the row it replaces, whose file was first hard-linked into _superseded/, so a crash at any point
-leaves a trial with its old row or its new one, never none). Parts carry page checksums, and opening the
-store reads every part in full, so a damaged one is moved aside and reported instead of trusted. Only the
-driver writes, so workers on other nodes need no shared filesystem.
+pyarrow skips names starting with "_" or ".", so `pandas.read_parquet("results.parquet")` sees only
+the live rows (trainables.schema.live_parts), at any moment: each part is written to a hidden temp
+file, fsynced, then renamed into place (over the row it replaces, whose file was first hard-linked
+into _superseded/, so a crash at any point leaves a trial with its old row or its new one, never
+none). Parts carry page checksums, and opening the store reads every part in full, so a damaged one
+is moved aside and reported instead of trusted. Only the driver writes, so workers on other nodes
+need no shared filesystem.
 """
 
 import fcntl
 import os
 import shutil
 import time
-import typing
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trainables.schema import RESULT_COLUMNS
+from trainables.schema import (
+    RESULT_SCHEMA,
+    StoreError,
+    conform,
+    live_parts,
+    read_store,
+    to_table,
+)
 
-SUPERSEDED, CORRUPT, LOCK = "_superseded", "_corrupt", ".lock"
-# Outcomes of the experiment itself, which a relaunch keeps: a diverged trial is a result (the seed fixes it),
-# while "failed" says the machinery broke (a lost worker, a bad file, out of memory) and the trial runs again.
+SUPERSEDED = "_superseded"
+CORRUPT = "_corrupt"
+LOCK = ".lock"
+# Outcomes of the experiment itself, which a relaunch keeps: a diverged trial is a result (the seed
+# fixes it), while "failed" says the machinery broke (a lost worker, a bad file, out of memory) and
+# the trial runs again.
 FINISHED = frozenset({"ok", "diverged"})
-ARROW_SCALARS = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
-
-
-class StoreError(RuntimeError):
-    """The store cannot be used as asked (unwritable, held by another launcher, a row of the wrong shape)."""
-
-
-def arrow_type(py_type) -> pa.DataType:
-    """RESULT_COLUMNS' Python types -> Arrow types; list[...] nests."""
-    if typing.get_origin(py_type) is list:
-        (item,) = typing.get_args(py_type)
-        return pa.list_(arrow_type(item))
-    return ARROW_SCALARS[py_type]
-
-
-def result_schema() -> pa.Schema:
-    """Built at call time from RESULT_COLUMNS, so columns added to the row later need no change here."""
-    return pa.schema([(name, arrow_type(py_type)) for name, py_type in RESULT_COLUMNS.items()])
-
-
-def live_parts(path: Path) -> list[Path]:
-    return sorted(path.glob("[!_.]*.parquet"))
 
 
 def read_part(part: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
@@ -71,17 +59,15 @@ def scan(
 ) -> tuple[dict[str, str], list[Path]]:
     """(trial_id -> status of every readable live part, unreadable parts); takes no lock.
 
-    Reads two columns by default (a dry run); columns=None reads each part in full, which is what opening
-    the store does, so damage anywhere in a file is found before pandas would trip over it.
+    Reads two columns by default (a dry run); columns=None reads each part in full, which is what
+    opening the store does, so damage anywhere in a file is found before pandas would trip over it.
     """
-    status, unreadable = {}, []
+    status = {}
+    unreadable = []
     for part in live_parts(path):
         try:
             rows = read_part(part, columns).select(["trial_id", "status"]).to_pylist()
-        except (
-            OSError,
-            pa.ArrowException,
-        ):  # truncated, not Parquet, bad checksum, or no trial_id/status column
+        except (OSError, pa.ArrowException):  # truncated, not Parquet, bad checksum, no trial_id
             unreadable.append(part)
             continue
         status.update({row["trial_id"]: row["status"] for row in rows})
@@ -93,7 +79,6 @@ class ResultStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser().absolute()
-        self.schema = result_schema()
         self._lock_file = self._lock()
         self.corrupt = self._set_aside_corrupt()
         self._upgrade_old_parts()
@@ -107,9 +92,8 @@ class ResultStore:
             )
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            lock_file = open(
-                self.path / LOCK, "a+"
-            )  # held open (and locked) for the launcher's lifetime
+            # held open (and locked) for the launcher's lifetime
+            lock_file = open(self.path / LOCK, "a+")
         except OSError as exc:
             raise StoreError(
                 f"cannot write the results store {self.path}: {exc.strerror or exc}; {fix}"
@@ -152,7 +136,7 @@ class ResultStore:
     def _set_aside_corrupt(self) -> list[Path]:
         """Move unreadable parts (a crash mid-copy, a truncated sync, a flipped bit) to _corrupt/.
 
-        Also drops our stale temp files: they were never renamed into place, so never part of the table.
+        Also drops our stale temp files: never renamed into place, they were never in the table.
         """
         for temp in self.path.glob(".tmp-*"):
             temp.unlink()
@@ -169,23 +153,22 @@ class ResultStore:
         return target
 
     def _upgrade_old_parts(self) -> None:
-        """Rewrite parts from before a column was added to RESULT_COLUMNS, with that column empty.
+        """Rewrite parts written before a column was added or retyped, as schema.conform reads them.
 
         pyarrow takes a directory's schema from one of its files, so one old part could hide a new
         column from every reader. Parts with columns this code does not know are left alone.
         """
         for part in self.parts():
-            names = pq.read_schema(part).names
-            if names != self.schema.names and set(names) <= set(self.schema.names):
-                os.replace(self._write_temp(pq.read_table(part).to_pylist(), part), part)
+            schema = pq.read_schema(part)
+            current = schema.equals(RESULT_SCHEMA, check_metadata=True)
+            if not current and set(schema.names) <= set(RESULT_SCHEMA.names):
+                os.replace(self._write_temp(conform(pq.read_table(part), part), part), part)
 
-    def _write_temp(self, rows: list[dict], part: Path) -> Path:
-        """A complete, fsynced file under a hidden name; renaming it over `part` publishes it atomically."""
+    def _write_temp(self, table: pa.Table, part: Path) -> Path:
+        """A complete, fsynced file under a hidden name; renaming it over `part` publishes it."""
         temp = self.path / f".tmp-{part.name}"
         with open(temp, "wb") as f:
-            pq.write_table(
-                pa.Table.from_pylist(rows, schema=self.schema), f, write_page_checksum=True
-            )
+            pq.write_table(table, f, write_page_checksum=True)
             f.flush()
             os.fsync(f.fileno())
         return temp
@@ -197,14 +180,14 @@ class ResultStore:
     def write(self, row: dict) -> Path:
         """Publish one row atomically; a row already live for this trial is kept in _superseded/.
 
-        The old file is hard-linked there first and then replaced in one rename, so the trial has a live
-        row at every instant (a crash in between leaves the old row live and a spare copy aside).
+        The old file is hard-linked there first and then replaced in one rename, so the trial has a
+        live row at every instant (a crash in between leaves the old row live, a spare copy aside).
         """
-        unknown = set(row) - set(self.schema.names)
+        unknown = set(row) - set(RESULT_SCHEMA.names)
         if unknown:
             raise StoreError(f"row has columns the store does not know: {sorted(unknown)}")
         part = self.part(row["trial_id"])
-        temp = self._write_temp([row], part)
+        temp = self._write_temp(to_table([row]), part)
         if part.exists():
             try:
                 os.link(part, self._aside(part, SUPERSEDED))
@@ -215,7 +198,6 @@ class ResultStore:
         return part
 
     def read(self) -> pd.DataFrame:
-        """All live rows (what pandas.read_parquet(path) gives), with the full schema even when empty."""
-        if not self.parts():
-            return self.schema.empty_table().to_pandas()
-        return pd.read_parquet(self.path)
+        """All live rows (what pandas.read_parquet(path) gives), with every column even when
+        empty."""
+        return read_store(self.path)

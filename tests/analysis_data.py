@@ -1,8 +1,9 @@
-"""Crafted result rows with known answers, and a writer for them as a store of per-trial Parquet files.
+"""Crafted result rows with known answers, and a writer that stores them as per-trial parts.
 
-Every MVG curve is a bowl in log2(latent) with its minimum at OPTIMUM: (log2(latent) - log2(96))^2 + offset,
-so the best measured latent, the smooth-fit minimum (96) and the score there (offset) are known exactly.
-The GMM bowl sits GMM_BELOW lower; N(0,I) sits just above the MVG for VAEs and 300 above it for DAEs.
+Every MVG curve is a bowl in log2(latent) with its minimum at OPTIMUM: (log2(latent) - log2(96))^2 +
+offset, so the best measured latent, the smooth-fit minimum (96) and the score there (offset) are
+known exactly. The GMM bowl sits GMM_BELOW lower; N(0,I) sits just above the MVG for VAEs and 300
+above it for DAEs.
 """
 
 from pathlib import Path
@@ -35,7 +36,8 @@ DIGITS_CURVES = [
 
 
 def offset(config: dict) -> float:
-    """A curve's minimum MVG score: lower for wider models, higher for deeper ones and VAEs (curves told apart)."""
+    """A curve's minimum MVG score: lower for wider models, higher for deeper ones and VAEs, so
+    that every curve has its own."""
     cfg = make_config(config)
     return (
         100.0
@@ -52,7 +54,8 @@ def bowl(latent: int, config: dict) -> float:
 def make_row(
     config: dict, status: str = "ok", mvg: float | None = None, seed_offset: int = 0
 ) -> dict:
-    """A result row for a config; mvg overrides the bowl. Not-ok rows carry no scores, as the real ones."""
+    """A result row for a config; mvg overrides the bowl. Not-ok rows carry no scores, as real
+    ones do."""
     cfg = make_config(config)
     mvg = bowl(cfg.latent, config) if mvg is None else mvg
     rng = np.random.default_rng(cfg.seed + seed_offset)

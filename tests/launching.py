@@ -1,7 +1,9 @@
-"""Running the launcher from tests as researchers run it: a subprocess in a session of its own, cleaned up after.
+"""Running the launcher from tests as researchers run it: a subprocess in a session of its
+own, cleaned up after.
 
-Ray's processes (GCS, raylet, workers) join the launcher's session and outlive a SIGKILLed launcher, so tests
-track sessions, not pids (the `sessions` fixture in conftest.py kills what is left and checks nothing is).
+Ray's processes (GCS, raylet, workers) join the launcher's session and outlive a SIGKILLed launcher,
+so tests track sessions, not pids (the `sessions` fixture in conftest.py kills what is left and
+checks nothing is).
 """
 
 import contextlib
@@ -72,9 +74,8 @@ def session_members(sid: int) -> list[int]:
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = (
-                stat.read_text().rsplit(")", 1)[1].split()
-            )  # after "pid (comm)": state ppid pgrp session
+            # after "pid (comm)": state ppid pgrp session
+            fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:  # the process ended while we looked
             continue
         if int(fields[3]) == sid and fields[0] != "Z":

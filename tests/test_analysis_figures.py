@@ -1,4 +1,5 @@
-"""Figures: drawn from crafted rows with the paper's encodings, log latent axes and the right metric name."""
+"""Figures: drawn from crafted rows with the paper's encodings, log latent axes and the right metric
+name."""
 
 import pytest
 from analysis_data import DIGITS_CURVES, TABLE_1_CURVES, ok_rows

@@ -1,4 +1,5 @@
-"""Tables 2 and 3 on crafted stores: ours beside the paper's, missing rows kept, feature spaces never mixed."""
+"""Tables 2 and 3 on crafted stores: ours beside the paper's, missing rows kept, feature spaces
+never mixed."""
 
 import math
 

@@ -2,12 +2,14 @@ import pytest
 
 from study import grids
 
-# Every latent size printed in the paper's Tables 2 (128 CIFAR-10, 64 CelebA) and 3 (each curve's optimum).
+# Every latent size printed in the paper's Tables 2 (128 CIFAR-10, 64 CelebA) and 3 (each curve's
+# optimum).
 TABLE_2_3_LATENTS = {32, 64, 80, 96, 128, 144, 152, 160, 192, 256, 384, 512, 768}
 
 
 def table1_curves_from_the_paper() -> set[tuple]:
-    """Table 1 and its text, as (dataset, model, filters, depth, latent_norm, noise_std, freeze_latent)."""
+    """Table 1 and its text, as (dataset, model, filters, depth, latent_norm, noise_std,
+    freeze_latent)."""
     curves = {
         ("cifar10", m, f, "1", "none", 0.0, False)
         for m in ("dae", "vae")
@@ -53,9 +55,8 @@ def test_table_2_and_3_curves_hold_every_latent_size_the_paper_reports():
     assert len(depth1) == 14
     for curve in depth1:
         assert TABLE_2_3_LATENTS <= latents[curve], curve
-        assert (
-            min(latents[curve]) < 32 and max(latents[curve]) > 768
-        )  # each minimum has a point on both sides
+        # each minimum has a point on both sides
+        assert min(latents[curve]) < 32 and max(latents[curve]) > 768
 
 
 def test_table1_sub_grids_split_it_by_dataset():
@@ -108,3 +109,10 @@ def test_curves_group_latents_and_label_what_differs():
     labels = {grids.curve_label(curve[0]) for curve in grouped.values()}
     assert "cifar10 dae f128 d3-3-2-1" in labels and "cifar10 dae f128 d1 noise0.5" in labels
     assert "cifar10 dae f128 d2 frozen" in labels and len(labels) == 20
+
+
+def test_a_mistyped_grid_name_gets_the_closest_one():
+    with pytest.raises(ValueError, match=r"unknown grid 'tabel1' \(did you mean 'table1'\?\)"):
+        grids.named_grid("tabel1")
+    with pytest.raises(ValueError, match=r"unknown grid 'cifar'; known grids"):  # nothing close
+        grids.named_grid("cifar")

@@ -1,8 +1,10 @@
 """The launcher as researchers run it: subprocesses, real Ray Tune on the smoke grid, offline.
 
-Its failure modes (bad input, killed launchers and workers, a second launcher) are in test_reliability.py.
+Its failure modes (bad input, killed launchers and workers, a second launcher) are in
+test_reliability.py.
 """
 
+import math
 import os
 import re
 
@@ -11,7 +13,8 @@ import pytest
 from launching import kill_sessions, launch, probe
 
 from study import grids
-from study.store import live_parts
+from study.store import ResultStore, live_parts
+from trainables.schema import RESULT_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +57,8 @@ def test_launch_runs_the_grid_into_the_store_under_our_trial_ids(smoke_store):
     path, result = smoke_store
     assert result.returncode == 0, result.stderr
     df = pd.read_parquet(path)
-    assert set(df["trial_id"]) == smoke_ids(
-        3
-    )  # our ids, not Tune's (Tune overwrites a reported trial_id)
+    # our ids, not Tune's (Tune overwrites a reported trial_id)
+    assert set(df["trial_id"]) == smoke_ids(3)
     assert (
         (df["status"] == "ok").all()
         and (df["grid"] == "smoke").all()
@@ -98,14 +100,13 @@ def test_optuna_search_lands_tagged_rows_and_reuses_measured_latents(env, sessio
     df = pd.read_parquet(path)
     searched = df[df["search"] == "optuna"]
     assert 1 <= len(searched) <= 3 and (searched["status"] == "ok").all()
-    assert (
-        searched["latent"].between(5, 15).all()
-    )  # 4 and 16 were answered from the store, not trained again
+    # 4 and 16 were answered from the store, not trained again
+    assert searched["latent"].between(5, 15).all()
     assert set(df[df["search"] == "grid"]["trial_id"]) == smoke_ids(3)
 
 
 def test_a_grid_file_and_set_overrides_make_a_custom_grid(env, tmp_path):
-    """Grids as data: a YAML list of overrides, --set applied to every entry, planned without Ray."""
+    """Grids as data: a YAML list of overrides, --set applied to every entry; no Ray to plan it."""
     grid = tmp_path / "mine.yaml"
     grid.write_text("- {dataset: digits, latent: 8}\n- {dataset: digits, latent: 16, model: vae}\n")
     args = ["--grid-file", str(grid), "--set", "epochs=2", "--set", "depth=[3,3,2,1]", "--dry-run"]
@@ -120,7 +121,29 @@ def test_a_grid_file_and_set_overrides_make_a_custom_grid(env, tmp_path):
 def test_set_overrides_every_entry_and_trials_it_makes_identical_run_once():
     trials = grids.expand("smoke", overrides={"latent": 8, "epochs": 2})
     assert {(cfg.latent, cfg.epochs) for cfg in trials} == {(8, 2)}
-    assert (
-        len(trials) == len(grids.SMOKE) - 1
-    )  # the smoke grid's first two entries differ only in latent
+    # the smoke grid's first two entries differ only in latent
+    assert len(trials) == len(grids.SMOKE) - 1
     assert len({cfg.trial_id() for cfg in trials}) == len(trials)
+
+
+def test_the_default_grid_is_digits_and_the_summary_gives_each_curves_best_latent(env, tmp_path):
+    """A store that already holds every trial of the digits grid (2 seeds): nothing runs, and the
+    summary names, per curve and sampler, the latent with the lowest mean over the seeds."""
+    path = tmp_path / "results.parquet"
+    best = {"dae": 16, "vae": 8}
+    with ResultStore(path) as store:
+        for cfg in grids.expand("digits", seeds=2):
+            # a bowl in log2(latent) around the curve's best latent; seed 1 scores 1 higher
+            mvg = 10 + (math.log2(cfg.latent) - math.log2(best[cfg.model])) ** 2 + cfg.seed
+            row = dict.fromkeys(RESULT_COLUMNS)
+            row.update(cfg.science(), trial_id=cfg.trial_id(), status="ok", replicate=cfg.seed)
+            store.write({**row, "fid": False, "fd_mvg": mvg, "fd_gmm": mvg - 5})
+    result = probe(env, "--seeds", "2", "--results", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "all 16 trials already done" in result.stdout and "ray imported: False" in result.stderr
+    for model, latent in best.items():
+        for sampler, score in (("MVG", 10.5), ("GMM", 5.5)):
+            line = (
+                rf"^digits {model} f8 d1 epochs=10 batch_size=32 +{sampler} +{latent} +{score:.2f}"
+            )
+            assert re.search(line + r" +FD \(digits-cnn\) +8$", result.stdout, re.M), line

@@ -20,7 +20,8 @@ class FakeTrial:
     status: str = "RUNNING"
     num_failures: int = 3
     error_text: str | None = (  # what Tune's error.txt holds after three lost workers
-        "Failure # 1 (occurred at 2026-11-25_17-15-39)\nThe actor died unexpectedly before finishing this task.\n"
+        "Failure # 1 (occurred at 2026-11-25_17-15-39)\n"
+        "The actor died unexpectedly before finishing this task.\n"
         "Failure # 3 (occurred at 2026-11-25_17-15-50)\nThe actor died: node lost.\n\tpid: 17428\n"
     )
 
@@ -39,11 +40,8 @@ def test_a_reported_row_lands_with_our_trial_id_and_leaves_tunes_result(tmp_path
     row.update(
         CFG.science(), trial_id=CFG.trial_id(), status="ok", fd_mvg=3.0, fd_gmm=2.0, wall_s=1.0
     )
-    result = {
-        runner.ROW_KEY: row,
-        runner.SCORE_KEY: 3.0,
-        "trial_id": "tune_00000",
-    }  # Tune's keys, as Tune sends it
+    # with Tune's own keys, as Tune sends it
+    result = {runner.ROW_KEY: row, runner.SCORE_KEY: 3.0, "trial_id": "tune_00000"}
     trial = FakeTrial({"trial": asdict(CFG)})
     callback(tmp_path).on_trial_result(0, [trial], trial, result)
     assert runner.ROW_KEY not in result  # Tune keeps only the small result
@@ -83,8 +81,9 @@ def test_a_search_suggestion_overrides_the_curves_latent():
 
 
 def test_gpu_shares_grow_with_the_model_and_ask_for_gpus_only_when_used():
-    small, large = make_config({"filters": 32}), make_config({"filters": 256, "depth": 2})
+    small = make_config({"filters": 32})
     medium = make_config({"filters": 64})
+    large = make_config({"filters": 256, "depth": 2})
     assert 0 < gpu_fraction(small) < gpu_fraction(medium) < gpu_fraction(large) == 1.0
     assert gpu_fraction(make_config({"filters": 32, "depth": 2})) == 2 * gpu_fraction(small)
     assert gpu_fraction(make_config({"dataset": "celeba", "filters": 64})) > gpu_fraction(
@@ -98,22 +97,21 @@ def test_gpu_shares_grow_with_the_model_and_ask_for_gpus_only_when_used():
 
 
 def test_an_error_around_run_trial_becomes_a_failed_row_not_a_tune_retry(tmp_path, monkeypatch):
-    """Tune retries whatever a trainable raises, so a deterministic error must come back as a row instead."""
+    """Tune retries whatever a trainable raises, so a deterministic error must come back as a row
+    instead."""
     reported = []
     monkeypatch.setattr(runner.tune, "report", reported.append)
     monkeypatch.setattr(
         runner, "run_trial", lambda overrides: {}["a key a stale worker's code does not have"]
     )
-    runner.train_one(
-        {"trial": asdict(CFG)}, cpus=1, metric="fd_mvg", measured={}
-    )  # returns, raises nothing
+    # returns, raises nothing
+    runner.train_one({"trial": asdict(CFG)}, cpus=1, metric="fd_mvg", measured={})
     (result,) = reported
     assert result[runner.SCORE_KEY] is None
     trial = FakeTrial({"trial": asdict(CFG)})
     tracker = callback(tmp_path)
-    tracker.on_trial_result(
-        0, [trial], trial, result
-    )  # the driver completes the row from the trial's config
+    # the driver completes the row from the trial's config
+    tracker.on_trial_result(0, [trial], trial, result)
     stored = pd.read_parquet(tmp_path / "results.parquet").iloc[0]
     assert (stored.trial_id, stored.status, stored.latent, stored.grid) == (
         CFG.trial_id(),

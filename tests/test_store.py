@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from study.store import CORRUPT, SUPERSEDED, ResultStore, StoreError, result_schema
+from study.store import CORRUPT, SUPERSEDED, ResultStore, StoreError
 from trainables.config import make_config
-from trainables.schema import RESULT_COLUMNS
+from trainables.schema import RESULT_COLUMNS, RESULT_SCHEMA, to_table
 
 
 def make_row(latent: int = 4, status: str = "ok", **values) -> dict:
@@ -33,9 +33,8 @@ def test_rows_read_back_as_one_table_with_the_declared_types(tmp_path):
     full = make_row(
         4, fd_mvg=12.5, loss_history=[3.0, 2.0], code_sample_dims=[0, 2], code_sample=[[0.1, 0.2]]
     )
-    sparse = make_row(
-        8, status="failed", error="boom"
-    )  # every score, list and provenance column None
+    # every score, list and provenance column None
+    sparse = make_row(8, status="failed", error="boom")
     with ResultStore(tmp_path / "results.parquet") as store:
         store.write(full)
         store.write(sparse)
@@ -45,7 +44,7 @@ def test_rows_read_back_as_one_table_with_the_declared_types(tmp_path):
     assert by_latent.loc[4, "fd_mvg"] == 12.5 and math.isnan(by_latent.loc[8, "fd_mvg"])
     assert list(by_latent.loc[4, "code_sample"][0]) == [0.1, 0.2]
     for part in (tmp_path / "results.parquet").glob("*.parquet"):
-        assert pq.read_schema(part).remove_metadata() == result_schema()  # no null-typed columns
+        assert pq.read_schema(part).remove_metadata() == RESULT_SCHEMA  # no null-typed columns
 
 
 def test_a_leftover_temp_file_is_never_read_and_is_cleared(tmp_path):
@@ -90,9 +89,7 @@ def test_a_corrupt_part_is_moved_aside_and_its_trial_runs_again(tmp_path):
 def test_parts_from_before_a_new_column_are_upgraded_so_readers_see_it(tmp_path):
     path = tmp_path / "results.parquet"
     path.mkdir()
-    old = pa.Table.from_pylist([make_row(4)], schema=result_schema()).drop_columns(
-        ["fd_gmm", "wall_s"]
-    )
+    old = to_table([make_row(4)]).drop_columns(["fd_gmm", "wall_s"])
     old_part = path / f"{make_row(4)['trial_id']}.parquet"
     pq.write_table(old, old_part)  # written by code without those columns
     with ResultStore(path) as store:
@@ -116,11 +113,13 @@ def test_an_unwritable_path_is_a_clear_error(tmp_path):
 
 def test_a_second_holder_is_refused_with_the_first_ones_pid(tmp_path):
     path = tmp_path / "results.parquet"
+    hold = f"from study.store import ResultStore; s = ResultStore({str(path)!r}); print('held')"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from study.store import ResultStore; s = ResultStore({str(path)!r}); print('held')"
-         "; import sys; sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-c", hold + "; import sys; sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(StoreError, match=f"another launcher \\(pid {holder.pid}\\)"):
@@ -137,7 +136,8 @@ class Killed(BaseException):
 
 
 def test_a_crash_while_a_row_is_replaced_leaves_the_old_row_live(tmp_path, monkeypatch):
-    """The old part is linked aside before the new one is renamed over it: no instant without a live row."""
+    """The old part is linked aside before the new one is renamed over it: no instant without a live
+    row."""
     path = tmp_path / "results.parquet"
     store = ResultStore(path)
     store.write(make_row(4, status="failed", error="first try"))
@@ -159,12 +159,12 @@ def test_a_crash_while_a_row_is_replaced_leaves_the_old_row_live(tmp_path, monke
 
 
 def test_a_part_with_a_damaged_page_is_caught_by_its_checksum(tmp_path):
-    """A flipped byte inside a column chunk leaves the footer (and a two-column read) intact; the checksums don't."""
+    """A flipped byte inside a column chunk leaves the footer (and a two-column read) intact; the
+    checksums don't."""
     path = tmp_path / "results.parquet"
     with ResultStore(path) as store:
-        losses = np.random.default_rng(0).random(
-            2000
-        )  # incompressible: its bytes stand in the file as written
+        # incompressible: its bytes stand in the file as written
+        losses = np.random.default_rng(0).random(2000)
         part = store.write(make_row(4, loss_history=losses.tolist()))
     raw = bytearray(part.read_bytes())
     raw[raw.index(losses[1000].tobytes()) + 3] ^= 0xFF  # inside the loss_history page
@@ -174,11 +174,9 @@ def test_a_part_with_a_damaged_page_is_caught_by_its_checksum(tmp_path):
 
 
 def test_a_relaunch_skips_ok_and_diverged_trials_and_reruns_failed_ones(tmp_path):
-    ok, diverged, failed = (
-        make_row(4),
-        make_row(8, status="diverged"),
-        make_row(16, status="failed"),
-    )
+    ok = make_row(4)
+    diverged = make_row(8, status="diverged")
+    failed = make_row(16, status="failed")
     with ResultStore(tmp_path / "results.parquet") as store:
         for row in (ok, diverged, failed):
             store.write(row)

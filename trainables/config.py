@@ -35,8 +35,8 @@ RUNTIME_FIELDS = frozenset(
         "train_loop",
     }
 )
-# The dataclass defaults are the paper's protocol; the offline digits dataset starts smaller so that a
-# plain run_trial({"dataset": "digits"}) fits a laptop CPU. Explicit overrides still win.
+# The dataclass defaults are the paper's protocol; the offline digits dataset starts smaller so
+# that a plain run_trial({"dataset": "digits"}) fits a laptop CPU. Explicit overrides still win.
 DATASET_DEFAULTS = {"digits": {"filters": 16, "latent": 16, "n_samples": 1000}}
 
 
@@ -65,13 +65,15 @@ class TrialConfig:
     cache_dir: str = ""  # "" -> $DAE_CACHE_DIR or ~/.cache/dae-study
     device: str = "auto"  # auto: cuda when available, else cpu
     verify_checksums: bool = True  # off only for the tests' tiny fixtures
-    # how fast it runs (see train.py and priors.py; benchmarks/ measures each): the row records what was used
-    precision: str = "auto"  # training compute: auto = bf16 autocast on CUDA, fp32 on CPU; the loss is always fp32
-    compile: bool = False  # torch.compile forward + loss: off until benchmarks/throughput.py shows it repays compiling
-    gmm_backend: str = (
-        "auto"  # auto: scikit-learn's EM in float64 torch on CUDA (same fit), scikit-learn on CPU
-    )
-    train_loop: str = "fast"  # fast: data resident on the device; plain: the DataLoader baseline it is measured against
+    # how fast it runs (see train.py and priors.py; benchmarks/ measures each); the row records it
+    # precision of training: auto = bf16 autocast on CUDA, fp32 on CPU; the loss is always fp32
+    precision: str = "auto"
+    # compile: torch.compile of forward + loss, off until benchmarks/throughput.py says it pays
+    compile: bool = False
+    # gmm_backend: auto = scikit-learn's EM in float64 torch on CUDA (same fit), scikit-learn on CPU
+    gmm_backend: str = "auto"
+    # train_loop: fast = data resident on the device; plain = the DataLoader baseline to beat
+    train_loop: str = "fast"
 
     @property
     def stage_depths(self) -> tuple[int, ...]:
@@ -95,7 +97,13 @@ class TrialConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_FIELDS}
 
     def trial_id(self) -> str:
-        blob = json.dumps(self.science(), sort_keys=True)
+        """A hash of science(); a field added later is left out while it holds its VALUES_BEFORE."""
+        identity = {
+            name: value
+            for name, value in self.science().items()
+            if name not in VALUES_BEFORE or value != VALUES_BEFORE[name]
+        }
+        blob = json.dumps(identity, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def replace(self, **overrides) -> "TrialConfig":
@@ -103,7 +111,15 @@ class TrialConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig)}
-# A curve (DESIGN.md) is every trial sharing all scientific fields but the latent size and the seed (replicate).
+# Growing the config without rerunning the study: a field added to TrialConfig after rows exist
+# declares the value that reproduces what trials did before it, e.g.
+#     decoder_width: str = dataclasses.field(default="1024", metadata={"before": "8f"})
+# trial_id() leaves the field out while it holds that value, so every existing trial keeps its id,
+# and the store and the analysis read the field's column of older rows as that value (not null), so
+# no curve appears twice. The default may differ from it: new trials then get new ids and curves.
+# The fields above were all there from the first row, so none of them declares one.
+VALUES_BEFORE = {f.name: f.metadata["before"] for f in FIELDS.values() if "before" in f.metadata}
+# A curve is every trial sharing all scientific fields but the latent size and the seed (replicate).
 CURVE_FIELDS = tuple(name for name in TrialConfig().science() if name not in ("latent", "seed"))
 # The paper's fixed training and scoring protocol: a curve that changes one of these is named by it.
 PROTOCOL_FIELDS = ("epochs", "batch_size", "lr", "n_samples", "gmm_components", "beta")
@@ -127,7 +143,8 @@ def _normalise_depth(value) -> str:
         raise ValueError(f"depth: expected an int or a list of {N_STAGES} ints, got {value!r}")
     if len(parts) not in (1, N_STAGES):
         raise ValueError(
-            f"depth: a per-stage list needs exactly {N_STAGES} entries (one per encoder stage), got {parts}"
+            f"depth: a per-stage list needs exactly {N_STAGES} entries (one per encoder stage), "
+            f"got {parts}"
         )
     if any(p < 1 for p in parts):
         raise ValueError(f"depth: every stage needs at least one conv, got {parts}")
@@ -202,7 +219,8 @@ def validate(cfg: TrialConfig) -> TrialConfig:
         )
     if cfg.model == "vae" and cfg.latent_norm != "none":
         raise ValueError(
-            "latent_norm: normalising the latent is a DAE experiment; a VAE's latent is its mean/log-variance pair"
+            "latent_norm: normalising the latent is a DAE experiment; "
+            "a VAE's latent is its mean/log-variance pair"
         )
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {cfg.device!r}")

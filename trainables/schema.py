@@ -1,11 +1,34 @@
 """The result row: the contract between the stages (trainables -> study -> analysis).
 
-No torch here: the store and the analysis import this module to learn the schema.
+One trial is one row, and a results store is a folder of Parquet part files, one row each. This
+module says what a row holds (RESULT_COLUMNS, RESULT_SCHEMA), which files of a store are its live
+rows (`live_parts`) and how a store reads into pandas (`read_store`), for the launcher and the
+analysis alike. No torch here, directly or through an import: both of them load this module.
 """
 
-from trainables.config import TrialConfig
+import datetime
+import json
+import os
+import typing
+from pathlib import Path
 
-SCORED_SETS = ("train_recon", "test_recon", "normal", "mvg", "gmm")
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trainables.config import VALUES_BEFORE, TrialConfig
+
+# The image sets a trial scores against the reference (test) images, with the paper's labels, in
+# its column order: two reconstruct real images, the SAMPLERS decode codes drawn from a prior.
+SCORED_SETS = {
+    "train_recon": "Train R",
+    "test_recon": "Test R",
+    "normal": "N(0,I)",
+    "mvg": "MVG",
+    "gmm": "GMM",
+}
+SAMPLERS = {name: SCORED_SETS[name] for name in ("normal", "mvg", "gmm")}
+CONFIG_COLUMNS = tuple(TrialConfig().science())
 
 # Every column of a result row and its type: the results store writes exactly this schema.
 RESULT_COLUMNS = {
@@ -17,7 +40,7 @@ RESULT_COLUMNS = {
     **{f"fd_{name}": float for name in SCORED_SETS},
     "fid": bool,  # True only when the features are the standard Inception pool3 ones
     "n_reference": int,  # reference (test) images; Test R reconstructs these same images
-    "n_scored": int,  # samples drawn from each prior; Train R uses min(n_scored, n_train) training images
+    "n_scored": int,  # samples per prior; Train R uses min(n_scored, n_train) training images
     "n_train": int,
     "n_test": int,
     "train_loss": float,
@@ -56,7 +79,7 @@ RESULT_COLUMNS = {
     "precision": str,  # fp32 | bf16: what the training forward ran in
     "compiled": bool,  # whether the training forward ran under torch.compile
     "train_loop": str,  # fast | plain (the DataLoader baseline)
-    "started_at": str,
+    "started_at": datetime.datetime,  # UTC; a row may carry it as ISO text (run_trial does)
     "wall_s": float,
     "train_s": float,
     "eval_s": float,
@@ -65,3 +88,137 @@ RESULT_COLUMNS = {
     "sample_s": float,
     "score_s": float,
 }
+# A part must hold these to be a row of this study (a field in VALUES_BEFORE can be filled in).
+IDENTITY_COLUMNS = ("trial_id", "status", *CONFIG_COLUMNS)
+# Integers that a failed or diverged row leaves empty (diverged_epoch, the counts): pandas reads
+# them as its nullable Int64, not as floats. The config's integers are never empty.
+NULLABLE_INTS = tuple(
+    name for name, kind in RESULT_COLUMNS.items() if kind is int and name not in CONFIG_COLUMNS
+)
+_ARROW_SCALARS = {
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    bool: pa.bool_(),
+    datetime.datetime: pa.timestamp("us", tz="UTC"),
+}
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as asked: absent, unwritable, held by another launcher, or holding
+    a file or row of the wrong shape."""
+
+
+def _arrow_type(py_type) -> pa.DataType:
+    """RESULT_COLUMNS' Python types -> Arrow types; list[...] nests. A list's items are named
+    "element", as Parquet names them, so a part's schema reads back equal to RESULT_SCHEMA."""
+    if typing.get_origin(py_type) is list:
+        (item,) = typing.get_args(py_type)
+        return pa.list_(pa.field("element", _arrow_type(item)))
+    return _ARROW_SCALARS[py_type]
+
+
+def _pandas_metadata() -> dict[bytes, bytes]:
+    """pandas' own Parquet metadata naming the nullable integer columns, which pyarrow's to_pandas
+    honours: a plain pandas.read_parquet of the store then gives Int64 there too."""
+    columns = [
+        {"name": name, "field_name": name, "pandas_type": "int64", "numpy_type": "Int64"}
+        for name in NULLABLE_INTS
+    ]
+    pandas = {"index_columns": [], "column_indexes": [], "columns": columns}
+    return {b"pandas": json.dumps(pandas).encode()}
+
+
+RESULT_SCHEMA = pa.schema(
+    [(name, _arrow_type(py_type)) for name, py_type in RESULT_COLUMNS.items()],
+    metadata=_pandas_metadata(),
+)
+
+
+def _is_live(name: str) -> bool:
+    return not name.startswith(("_", "."))
+
+
+def live_parts(store: Path) -> list[Path]:
+    """The part files that pandas.read_parquet(store) reads as rows, sorted.
+
+    pyarrow skips every file or folder whose name starts with '_' or '.': temp files, superseded
+    and corrupt rows, Ray Tune's state and the lock are never rows.
+    """
+    parts = []
+    for folder, subfolders, files in os.walk(store):
+        subfolders[:] = [name for name in subfolders if _is_live(name)]
+        parts += [
+            Path(folder) / name for name in files if _is_live(name) and name.endswith(".parquet")
+        ]
+    return sorted(parts)
+
+
+def _parse_times(row: dict) -> dict:
+    """ISO text in a timestamp column (run_trial writes started_at so) -> a datetime."""
+    times = {
+        name: datetime.datetime.fromisoformat(row[name])
+        for name, kind in RESULT_COLUMNS.items()
+        if kind is datetime.datetime and isinstance(row.get(name), str)
+    }
+    return {**row, **times}
+
+
+def to_table(rows: list[dict]) -> pa.Table:
+    """Rows -> a table of exactly RESULT_SCHEMA; a value of the wrong type raises ArrowException."""
+    return pa.Table.from_pylist([_parse_times(row) for row in rows], schema=RESULT_SCHEMA)
+
+
+def conform(table: pa.Table, source: Path) -> pa.Table:
+    """A part as RESULT_SCHEMA holds it today, whenever it was written.
+
+    A config field added since takes its VALUES_BEFORE (what those trials did), any other column
+    the part predates is null, and a column whose type changed is cast (started_at was ISO text).
+    Columns this code does not know follow at the end. StoreError names a part that is no row.
+    """
+    absent = [
+        name
+        for name in IDENTITY_COLUMNS
+        if name not in table.column_names and name not in VALUES_BEFORE
+    ]
+    if absent:
+        raise StoreError(f"{source} lacks the columns {', '.join(absent)}: it is not a result row")
+    columns = []
+    for field in RESULT_SCHEMA:
+        if field.name in table.column_names:
+            try:
+                columns.append(table[field.name].cast(field.type))
+            except pa.ArrowException as exc:
+                message = f"{source}: column {field.name} is not {field.type}: {exc}"
+                raise StoreError(message) from None
+        else:
+            fill = VALUES_BEFORE.get(field.name)
+            columns.append(pa.array([fill] * table.num_rows, field.type))
+    unknown = [name for name in table.column_names if name not in RESULT_SCHEMA.names]
+    return pa.Table.from_arrays(
+        [*columns, *(table[name] for name in unknown)],
+        names=[*RESULT_SCHEMA.names, *unknown],
+        metadata=RESULT_SCHEMA.metadata,
+    )
+
+
+def read_store(path: str | Path) -> pd.DataFrame:
+    """Every live row of a store (a folder of parts, or one Parquet file), typed as declared.
+
+    What pandas.read_parquet(path) gives for a store the launcher keeps, and the same for stores
+    with parts from before a column existed: each part is conformed, so old and new rows meet.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"no results store at {path} (run study/launch.py to fill one)")
+    tables = []
+    for part in [path] if path.is_file() else live_parts(path):
+        try:
+            table = pq.read_table(part)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"cannot read the part {part}: {exc}") from None
+        tables.append(conform(table, part))
+    if not tables:
+        return RESULT_SCHEMA.empty_table().to_pandas()
+    rows = pa.concat_tables(tables, promote_options="permissive")
+    return rows.replace_schema_metadata(RESULT_SCHEMA.metadata).to_pandas()
