@@ -31,7 +31,6 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the stage
 
 import torch
 
-from analysis.optimum import find_optima, latent_stats
 from analysis.results import usable
 from study import grids
 from study.store import FINISHED, ResultStore, scan
@@ -233,6 +232,9 @@ def _print_plan(args: argparse.Namespace, trials: list[TrialConfig], done: set[s
 def _summary(store: ResultStore, trials: list[TrialConfig]) -> None:
     """Per curve of the launch and sampler: the latent size with the lowest mean score over the ok
     rows, as the report's optima table finds it."""
+    # scipy.stats takes seconds to import: paid only by a launch that gets this far
+    from analysis.optimum import find_optima, latent_stats
+
     labels = {grids.curve_key(cfg.science()): grids.curve_label(cfg) for cfg in trials}
     ok = usable(store.read())
     ok_rows = Counter(grids.curve_key(row) for row in ok.to_dict("records"))
