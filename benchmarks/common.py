@@ -1,7 +1,9 @@
-"""What every benchmark shares: the device label, CIFAR-10-shaped data without a download, one table format.
+"""What every benchmark shares: the device label, CIFAR-10-shaped data without a download, one
+table format.
 
-Run the benchmarks from the repository root as modules (python -m benchmarks.NAME); `--size paper` selects the
-paper's sizes (meant for a GPU), the default `--size cpu` small sizes that finish in a minute or two on a laptop.
+Run the benchmarks from the repository root as modules (python -m benchmarks.NAME); `--size paper`
+selects the paper's sizes (meant for a GPU), the default `--size cpu` small sizes that finish in a
+minute or two on a laptop.
 """
 
 import argparse
@@ -11,7 +13,7 @@ import statistics
 
 import torch
 
-from trainables.metrics import WeightsMissing, get_extractor
+from trainables.features import WeightsMissing, get_extractor
 from trainables.trial import device_name, resolve_device
 
 
@@ -27,23 +29,24 @@ def arguments(description: str) -> argparse.ArgumentParser:
 
 
 def setup(args: argparse.Namespace) -> torch.device:
-    """Resolve the device and print what runs where, so every table says which machine it came from."""
+    """Resolve the device and print what runs where, so every table says which machine made it."""
     device = resolve_device(args.device)
     host = f"{platform.node()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
     print(f"# device: {device_name(device)}; host: {host}")
     return device
 
 
-def random_images(n: int, seed: int = 0, shape: tuple[int, int, int] = (3, 32, 32)) -> torch.Tensor:
-    """uint8 (n, 3, 32, 32) noise in the CIFAR-10 layout: the same work per image as the real data, no download."""
+def random_images(n: int, seed: int = 0, shape: tuple[int, ...] = (3, 32, 32)) -> torch.Tensor:
+    """uint8 (n, 3, 32, 32) noise in the CIFAR-10 layout: the real data's work per image, no
+    download."""
     return torch.randint(
         0, 256, (n, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
     )
 
 
 def inception(device: torch.device):
-    """(extractor, label): the real FID network if its weights are on disk, else the same network with random
-    weights (identical cost; its distances are not FID)."""
+    """(extractor, label): the real FID network if its weights are on disk, else the same network
+    with random weights (identical cost; its distances are not FID)."""
     try:
         return get_extractor("inception-fid", device, cache_dir=""), "FID Inception, real weights"
     except WeightsMissing:

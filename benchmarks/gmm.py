@@ -1,13 +1,16 @@
 """The GMM prior's fit: scikit-learn against the same EM in float64 torch on the trial's device.
 
     python -m benchmarks.gmm                  # CPU: 10,000 codes of 16 and 32 dims
-    python -m benchmarks.gmm --size paper     # 50,000 codes of 64 and 128 dims (a CIFAR-10 trial's training set)
-    python -m benchmarks.gmm --size paper --repeats 3 --device cpu   # the same on a shared CPU, medians of 3
+    python -m benchmarks.gmm --size paper     # 50,000 codes of 64 and 128 dims (a CIFAR-10 trial's
+                                              # training set)
+    python -m benchmarks.gmm --size paper --repeats 3 --device cpu   # the same on a shared CPU,
+                                                                     # medians of 3
 
-Both fit priors.fit_gmm's model (10 components, full covariances, reg_covar 1e-6, k-means start, tol 1e-3) to
-the same codes; the held-out log-likelihood per code (what priors.gaussianity records) shows they fit the same
-mixture. The codes are synthetic and non-Gaussian (a quadratic warp of a Gaussian, like an autoencoder's codes
-they need tens of EM iterations): the iteration count, and with it the time, depends on the codes.
+Both fit priors.fit_gmm's model (10 components, full covariances, reg_covar 1e-6, k-means start,
+tol 1e-3) to the same codes; the held-out log-likelihood per code (what priors.gaussianity records)
+shows they fit the same mixture. The codes are synthetic and non-Gaussian (a quadratic warp of a
+Gaussian, like an autoencoder's codes they need tens of EM iterations): the iteration count, and
+with it the time, depends on the codes.
 """
 
 import statistics
@@ -24,7 +27,9 @@ SIZES = {
     "cpu": {"n": 10_000, "dims": (16, 32), "repeats": 3},
     "paper": {"n": 50_000, "dims": (64, 128), "repeats": 1},
 }
-HELD_OUT, COMPONENTS, SEED = 10_000, 10, 0
+HELD_OUT = 10_000
+COMPONENTS = 10
+SEED = 0
 
 
 def warped_codes(n: int, dims: int, seed: int = 0) -> np.ndarray:
@@ -59,29 +64,24 @@ def main(argv=None) -> None:
     rows = []
     for dims in size["dims"]:
         codes = warped_codes(size["n"] + HELD_OUT, dims)
-        train, held_out = codes[: size["n"]], codes[size["n"] :]
+        train = codes[: size["n"]]
+        held_out = codes[size["n"] :]
         backends = {"sklearn": torch.device("cpu"), "torch": device}
-        seconds, fits = {backend: [] for backend in backends}, {}
+        seconds = {backend: [] for backend in backends}
+        fits = {}
         for _ in range(size["repeats"]):  # interleaved, medians below: shared machines are noisy
             for backend, where in backends.items():
                 fits[backend], elapsed = time_fit(train, backend, where)  # the same fit every time
                 seconds[backend].append(elapsed)
         kmeans_s = statistics.median(time_kmeans(train) for _ in range(size["repeats"]))
-        reference_ll, reference_s = (
-            fits["sklearn"].model.score(held_out),
-            statistics.median(seconds["sklearn"]),
-        )
+        reference_ll = fits["sklearn"].model.score(held_out)
+        reference_s = statistics.median(seconds["sklearn"])
         for backend, fit in fits.items():
-            held_out_ll, fit_s = fit.model.score(held_out), statistics.median(seconds[backend])
+            held_out_ll = fit.model.score(held_out)
+            fit_s = statistics.median(seconds[backend])
+            codes_label = f"{size['n']:,} x {dims}"
             rows.append(
-                [
-                    f"{size['n']:,} x {dims}",
-                    backend,
-                    str(backends[backend]),
-                    fit_s,
-                    fit.n_iter,
-                    fit.converged,
-                ]
+                [codes_label, backend, str(backends[backend]), fit_s, fit.n_iter, fit.converged]
                 + [held_out_ll, abs(held_out_ll - reference_ll), reference_s / fit_s, kmeans_s]
             )
     print_table(
@@ -90,8 +90,9 @@ def main(argv=None) -> None:
         + ["|diff| vs sklearn", "x sklearn", "k-means start s"],
         rows,
         [
-            f"{COMPONENTS} components, full covariances, seed {SEED}; held-out: {HELD_OUT:,} more codes; "
-            f"fit s = median of {size['repeats']} interleaved repeats; both backends include the k-means start."
+            f"{COMPONENTS} components, full covariances, seed {SEED}; held-out: {HELD_OUT:,} more "
+            f"codes; fit s = median of {size['repeats']} interleaved repeats; both backends "
+            "include the k-means start."
         ],
     )
 

@@ -1,14 +1,17 @@
-"""Small models share a GPU: aggregate training images/s with 1, 2, 4 and 8 concurrent trials on one device.
+"""Small models share a GPU: aggregate training images/s with 1, 2, 4 and 8 concurrent trials on one
+device.
 
-    python -m benchmarks.packing                  # CPU, tiny: 4 and 8 filters x 1 and 2 processes (checks it works)
-    python -m benchmarks.packing --size paper     # GPU: 32, 64, 128 filters x 1, 2, 4, 8 processes
+    python -m benchmarks.packing               # CPU, tiny: 4 and 8 filters x 1 and 2 processes
+                                               # (checks that it works)
+    python -m benchmarks.packing --size paper  # GPU: 32, 64, 128 filters x 1, 2, 4, 8 processes
 
-Each trial is a process of its own, as Ray runs them, training the real model with trainables.train.train on a
-CIFAR-10-shaped random uint8 tensor resident on the device. After a warm-up (cuDNN autotuning, lazy initialisation)
-all processes start together behind a barrier; aggregate images/s = all images trained / (last finish - first
-start). The recommended share of a GPU for a model size is 1/k for the smallest k within SLACK of the best aggregate
-rate whose k processes fit in the card's memory together (each one's peak training memory plus EVAL_RESERVE_GIB for
-its CUDA context and its scoring phase, Inception at batch 250).
+Each trial is a process of its own, as Ray runs them, training the real model with
+trainables.train.train on a CIFAR-10-shaped random uint8 tensor resident on the device. After a
+warm-up (cuDNN autotuning, lazy initialisation) all processes start together behind a barrier;
+aggregate images/s = all images trained / (last finish - first start). The recommended share of a
+GPU for a model size is 1/k for the smallest k within SLACK of the best aggregate rate whose k
+processes fit in the card's memory together (each one's peak training memory plus
+EVAL_RESERVE_GIB for its CUDA context and its scoring phase, Inception at batch 250).
 """
 
 import multiprocessing
@@ -27,11 +30,12 @@ SIZES = {
     "paper": {"filters": (32, 64, 128), "processes": (1, 2, 4, 8), "images": 50_000, "epochs": 2},
 }
 SLACK = 0.05  # a smaller share that is within 5% of the best rate is not worth the crowding
-EVAL_RESERVE_GIB = 4.5  # CUDA context ~0.5 + Inception at batch 250 (~14 MiB of activations an image, measured on CPU)
+# CUDA context ~0.5 + Inception at batch 250 (~14 MiB of activations an image, measured on CPU)
+EVAL_RESERVE_GIB = 4.5
 WARMUP_BATCHES = 8
 
 
-def worker(
+def _worker(
     filters: int, images: int, epochs: int, device: str, threads: int, barrier, results
 ) -> None:
     torch.set_num_threads(threads)
@@ -48,12 +52,13 @@ def worker(
 
 
 def measure(filters: int, processes: int, size: dict, device: torch.device) -> dict:
-    """k trials at once on one device -> aggregate images/s and the largest peak memory of one of them."""
+    """k trials at once on one device -> aggregate images/s and the largest peak memory of one."""
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-    barrier, results = context.Barrier(processes), context.Queue()
+    barrier = context.Barrier(processes)
+    results = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // processes)
     args = (filters, size["images"], size["epochs"], str(device), threads, barrier, results)
-    workers = [context.Process(target=worker, args=args) for _ in range(processes)]
+    workers = [context.Process(target=_worker, args=args) for _ in range(processes)]
     for process in workers:
         process.start()
     reports = [results.get(timeout=600) for _ in workers]
@@ -64,7 +69,8 @@ def measure(filters: int, processes: int, size: dict, device: torch.device) -> d
 
 
 def recommend(measured: dict[int, dict], memory_gib: float | None) -> int:
-    """The smallest concurrency within SLACK of the best aggregate rate among those that fit in memory."""
+    """The smallest concurrency within SLACK of the best aggregate rate, among those that fit in
+    memory."""
     fits = [
         k
         for k, m in measured.items()
@@ -85,7 +91,8 @@ def main(argv=None) -> None:
         if device.type == "cuda"
         else None
     )
-    rows, fractions = [], {}
+    rows = []
+    fractions = {}
     for filters in size["filters"]:
         measured = {k: measure(filters, k, size, device) for k in size["processes"]}
         chosen = recommend(measured, memory_gib)
@@ -93,32 +100,17 @@ def main(argv=None) -> None:
         alone = measured[min(measured)]["images_per_s"]
         for k, m in measured.items():
             rate = m["images_per_s"]
-            rows.append(
-                [
-                    filters,
-                    k,
-                    rate,
-                    rate / k,
-                    rate / alone,
-                    m["peak_gib"],
-                    "<- recommended" if k == chosen else "",
-                ]
-            )
+            mark = "<- recommended" if k == chosen else ""
+            rows.append([filters, k, rate, rate / k, rate / alone, m["peak_gib"], mark])
     print_table(
         "Packing: concurrent trials per device",
-        [
-            "filters",
-            "trials",
-            "aggregate images/s",
-            "per trial",
-            "x one trial",
-            "peak GiB per trial",
-            "",
-        ],
+        ["filters", "trials", "aggregate images/s", "per trial", "x one trial"]
+        + ["peak GiB per trial", ""],
         rows,
         [
-            f"{size['images']:,} CIFAR-10-shaped random images x {size['epochs']} epochs per trial, batch 128, "
-            f"depth 1, latent 128, the trainer's defaults for {device.type} (precision, layout).",
+            f"{size['images']:,} CIFAR-10-shaped random images x {size['epochs']} epochs per "
+            f"trial, batch 128, depth 1, latent 128, the trainer's defaults for {device.type} "
+            "(precision, layout).",
             "Recommended GPU fraction per model size (depth 1): "
             + ", ".join(f"{f} filters -> {share:g}" for f, share in fractions.items()),
         ],

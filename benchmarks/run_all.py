@@ -1,9 +1,10 @@
 """Every benchmark in turn, each printing its table: what the issue asks to see, in one run.
 
-    python -m benchmarks.run_all                  # CPU, small sizes (a few minutes on 2 cores)
-    python -m benchmarks.run_all --size paper     # one GPU: the paper's sizes (about 15 minutes on an H100)
+    python -m benchmarks.run_all               # CPU, small sizes (a few minutes on 2 cores)
+    python -m benchmarks.run_all --size paper  # one GPU: the paper's sizes (~15 minutes on an H100)
 
-At paper size the throughput table includes torch.compile and the trial is the 100-epoch CIFAR-10 one.
+At paper size the throughput table includes torch.compile and the trial is the 100-epoch CIFAR-10
+one.
 """
 
 from benchmarks import gmm, packing, scoring, throughput, trial_phases

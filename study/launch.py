@@ -34,7 +34,7 @@ import torch
 from analysis.results import usable
 from study import grids
 from study.store import FINISHED, ResultStore, scan
-from trainables import data, metrics
+from trainables import data, features
 from trainables.config import TrialConfig
 from trainables.schema import SAMPLERS
 
@@ -175,7 +175,7 @@ def _missing_inputs(trials: list[TrialConfig]) -> list[str]:
     """One message for each dataset or scoring network the trials need that this machine lacks."""
     checks = [partial(data.check_available, name, root) for name, root in sorted(_datasets(trials))]
     checks += [
-        partial(metrics.check_extractor, name)
+        partial(features.check_extractor, name)
         for name in sorted({cfg.feature_extractor for cfg in trials})
     ]
     missing = []
@@ -196,9 +196,9 @@ def _download_inputs(trials: list[TrialConfig]) -> None:
         data.download(name, root)
     if (
         any(cfg.feature_extractor == "inception-fid" for cfg in trials)
-        and not metrics.fid_weights_path().is_file()
+        and not features.fid_weights_path().is_file()
     ):
-        metrics.download_fid_weights()
+        features.download_fid_weights()
 
 
 def _print_plan(args: argparse.Namespace, trials: list[TrialConfig], done: set[str]) -> None:

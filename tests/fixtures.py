@@ -1,4 +1,4 @@
-"""Tiny datasets written in the real on-disk formats, so the real readers run offline and in seconds.
+"""Tiny datasets written in the real on-disk formats, so the real readers run offline, in seconds.
 
 Load them with verify_checksums=False: their checksums are not the official ones.
 """
@@ -12,7 +12,8 @@ import numpy as np
 def write_cifar10_fixture(
     root: Path, n_train_per_batch: int = 8, n_test: int = 10, seed: int = 0
 ) -> Path:
-    """ROOT/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta} as the official pickled dicts."""
+    """ROOT/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta} as the official
+    pickled dicts."""
     rng = np.random.default_rng(seed)
     folder = Path(root) / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,7 +51,8 @@ def write_cifar10_fixture(
 def write_celeba_fixture(
     root: Path, n_train: int = 12, n_valid: int = 3, n_test: int = 6, seed: int = 0
 ) -> Path:
-    """ROOT/celeba/img_align_celeba/NNNNNN.jpg (178x218, the aligned size) + list_eval_partition.txt."""
+    """ROOT/celeba/img_align_celeba/NNNNNN.jpg (178x218, the aligned size) and
+    list_eval_partition.txt."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)

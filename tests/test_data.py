@@ -1,6 +1,10 @@
 """The dataset readers on tiny fixtures in the real on-disk formats (no network)."""
 
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,4 +174,18 @@ def test_download_exists_and_rejects_unknown_names(tmp_path):
 
 def test_image_shapes_match_loaded_data(tmp_path):
     ds = data.load_dataset("digits", tmp_path, tmp_path)
-    assert tuple(ds.train.shape[1:]) == data.IMAGE_SHAPES["digits"]
+    assert tuple(ds.train.shape[1:]) == data.DATASETS["digits"].image_shape
+
+
+def test_the_dataset_table_loads_without_torch():
+    """trainables.config takes its dataset names from trainables.data, and the store and the
+    analysis import the config: neither may load torch."""
+    repo = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys, trainables.config; print(sorted({'torch', 'torchvision'} & set(sys.modules)))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

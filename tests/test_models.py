@@ -23,6 +23,12 @@ def test_shapes(dataset, shape, depth):
     assert out.min() >= 0 and out.max() <= 1  # sigmoid output
 
 
+def upconv_widths(model) -> list[int]:
+    return [
+        m.out_channels for m in model.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)
+    ]
+
+
 def test_kernel_and_stage_counts_follow_the_paper():
     cifar = build_model(tiny(dataset="cifar10"))
     celeba = build_model(tiny(dataset="celeba"))
@@ -30,11 +36,8 @@ def test_kernel_and_stage_counts_follow_the_paper():
     assert [m.kernel_size for m in convs] == [(4, 4)] * 4
     assert [m.out_channels for m in convs] == [4, 8, 16, 32]
     assert all(m.kernel_size == (5, 5) for m in celeba.modules() if isinstance(m, torch.nn.Conv2d))
-    ups = lambda m: [
-        u.out_channels for u in m.decoder.modules() if isinstance(u, torch.nn.ConvTranspose2d)
-    ]  # noqa: E731
-    assert ups(cifar) == [16, 8]  # 4f, 2f
-    assert ups(celeba) == [16, 8, 4]  # one more stage at 64x64
+    assert upconv_widths(cifar) == [16, 8]  # 4f, 2f
+    assert upconv_widths(celeba) == [16, 8, 4]  # one more stage at 64x64
     assert cifar.decoder.linear.out_features == 8 * 8 * 32  # 8x8x8f
 
 

@@ -107,7 +107,8 @@ def test_gaussianity_sees_a_mixture():
 
 @pytest.fixture(scope="module")
 def curved_codes():
-    """Non-Gaussian 8-d codes (a quadratic warp of a Gaussian): a 5-component EM needs ~25 iterations."""
+    """Non-Gaussian 8-d codes (a quadratic warp of a Gaussian): a 5-component EM needs ~25
+    iterations."""
     rng = np.random.default_rng(0)
     z = rng.standard_normal((6000, 8))
     a, b = rng.standard_normal((2, 8, 8)) / np.sqrt(8)
@@ -116,7 +117,8 @@ def curved_codes():
 
 
 def test_torch_gmm_is_scikit_learns_fit(curved_codes):
-    """Same k-means start, same EM in float64: held-out log-likelihood equal to 1e-9 (observed ~1e-15)."""
+    """Same k-means start, same EM in float64: held-out log-likelihood equal to 1e-9 (observed
+    ~1e-15)."""
     train, held_out = curved_codes
     ref = priors.fit_gmm(train, components=5, seed=0, backend="sklearn")
     fit = priors.fit_gmm(train, components=5, seed=0, backend="torch")

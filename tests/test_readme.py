@@ -17,7 +17,7 @@ import torch
 
 from study import grids
 from study.store import ResultStore
-from trainables import metrics
+from trainables import digits_cnn
 from trainables.trial import run_trial
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ def workdir(tmp_path_factory) -> tuple[Path, dict]:
     """A folder holding results.parquet, and the environment the blocks run in."""
     root = tmp_path_factory.mktemp("readme")
     (root / "cache").mkdir()
-    torch.save(metrics.DigitsCNN().state_dict(), root / "cache" / metrics.DIGITS_CNN_FILE)
+    torch.save(digits_cnn.DigitsCNN().state_dict(), root / "cache" / digits_cnn.DIGITS_CNN_FILE)
     env = {**os.environ, "PYTHONPATH": str(REPO), "DAE_CACHE_DIR": str(root / "cache")}
     small = {"epochs": 1, "batch_size": 128, "n_samples": 100, "gmm_components": 2}
     small["cache_dir"] = env["DAE_CACHE_DIR"]

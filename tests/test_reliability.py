@@ -1,20 +1,23 @@
-"""Reliability: every failure becomes a visible, harmless row; restarts lose nothing; bad input gets one clear error.
+"""Reliability: every failure becomes a visible, harmless row; restarts lose nothing; bad input
+gets one clear error.
 
-Faults go in through the real entry points: the launcher CLI in a subprocess where the fault is about the
-launcher, run_trial and the store in-process where that is faster. One launch of a five-trial grid file carries
-the trial-level faults, so Ray starts once for all of them:
+Faults go in through the real entry points: the launcher CLI in a subprocess where the fault is
+about the launcher, run_trial and the store in-process where that is faster. One launch of a
+five-trial grid file carries the trial-level faults, so Ray starts once for all of them:
 
-    trial                   fault injected                                   row expected
-    digits                  none                                             ok
-    digits, lr=1e30         the loss goes non-finite                         diverged, its epoch, partial losses
-    cifar10 latent 4        data_batch_1 ends half-way while the trial reads  failed, DatasetCorrupt, ran once
-    cifar10 latent 6        its worker SIGKILLed on the first attempt        ok, from Ray's retry
-    cifar10 latent 8        its worker SIGKILLed on every attempt            failed, "worker lost 3 times"
+    trial             fault injected                         row expected
+    digits            none                                   ok
+    digits, lr=1e30   the loss goes non-finite               diverged, its epoch, partial losses
+    cifar10 latent 4  data_batch_1 ends half-way while the   failed, DatasetCorrupt, ran once
+                      trial reads
+    cifar10 latent 6  its worker SIGKILLed on the first      ok, from Ray's retry
+                      attempt
+    cifar10 latent 8  its worker SIGKILLed on every attempt  failed, "worker lost 3 times"
 
-Each cifar10 trial reads data_batch_1 from a named pipe that the test serves, so every attempt of that trial
-announces itself by opening the pipe: "killed mid-run", "truncated mid-run" and "ran exactly N times" are then
-deterministic instead of a race against a timer. While the last attempt of latent 8 is held open, a second
-launcher tries the same store.
+Each cifar10 trial reads data_batch_1 from a named pipe that the test serves, so every attempt of
+that trial announces itself by opening the pipe: "killed mid-run", "truncated mid-run" and "ran
+exactly N times" are then deterministic instead of a race against a timer. While the last attempt
+of latent 8 is held open, a second launcher tries the same store.
 """
 
 import ast
@@ -42,7 +45,7 @@ from launching import REPO, kill_sessions, launch, probe, session_members, start
 
 from study import grids, runner
 from study.store import CORRUPT, SUPERSEDED, ResultStore, live_parts, read_part
-from trainables import data, metrics, priors
+from trainables import data, digits_cnn, features, priors
 from trainables.config import make_config
 from trainables.schema import RESULT_COLUMNS, SCORED_SETS
 from trainables.trial import run_trial
@@ -51,26 +54,21 @@ CIFAR_TINY = {"dataset": "cifar10", "filters": 4, "epochs": 1, "batch_size": 16,
 DIVERGING = {**grids.SMOKE_BASE, "lr": 1e30, "epochs": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """In-process trials here are tiny: a second thread gains nothing, and on a shared 2-core machine its
-    spin-waits cost seconds per trial (launched trials already run one thread each: --cpus-per-trial 1)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# In-process trials run one torch thread (launched trials already do: --cpus-per-trial 1).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """Offline launcher environment: FID weights in the real layout (random values), one digits-cnn cache."""
+    """Offline launcher environment: FID weights in the real layout (random values), one digits-cnn
+    cache."""
     root = tmp_path_factory.mktemp("reliability")
-    weights = root / metrics.FID_WEIGHTS_FILE
-    torch.save(metrics.random_inception_state_dict(), weights)
-    # An untrained digits-cnn, cached where every trial looks: these tests judge what becomes of rows, not the
-    # scores, and each process (launcher workers included) is spared training one.
+    weights = root / features.FID_WEIGHTS_FILE
+    torch.save(features.random_inception_state_dict(), weights)
+    # An untrained digits-cnn, cached where every trial looks: these tests judge what becomes of
+    # rows, not the scores, and each process (launcher workers included) is spared training one.
     (root / "cache").mkdir()
-    torch.save(metrics.DigitsCNN().state_dict(), root / "cache" / metrics.DIGITS_CNN_FILE)
+    torch.save(digits_cnn.DigitsCNN().state_dict(), root / "cache" / digits_cnn.DIGITS_CNN_FILE)
     return {
         **os.environ,
         "DAE_DATA_ROOT": str(root / "no-data"),
@@ -83,11 +81,13 @@ def env(tmp_path_factory):
 
 
 class PipedBatch:
-    """A CIFAR-10 fixture whose data_batch_1 is a named pipe; `plan[i]` is what attempt i of its trial gets.
+    """A CIFAR-10 fixture whose data_batch_1 is a named pipe; `plan[i]` is what attempt i of its
+    trial gets.
 
-    "feed": the real batch; "truncate": its first half, then end of file (a file cut short mid-run); "kill":
-    the reading process, a Ray worker, is SIGKILLed (a lost worker). An attempt beyond the plan is killed too
-    and counted, so an unwanted retry fails the test instead of hanging it. hooks[i] runs before attempt i is served.
+    "feed": the real batch; "truncate": its first half, then end of file (a file cut short
+    mid-run); "kill": the reading process, a Ray worker, is SIGKILLed (a lost worker). An attempt
+    beyond the plan is killed too and counted, so an unwanted retry fails the test instead of
+    hanging it. hooks[i] runs before attempt i is served.
     """
 
     def __init__(
@@ -207,7 +207,7 @@ class FaultsLaunch:
 
 @pytest.fixture(scope="module")
 def faults(env, tmp_path_factory):
-    """Launch the five-trial faults grid once (see the module docstring) and collect what happened."""
+    """Launch the five-trial faults grid once (see the module docstring); collect what happened."""
     root = tmp_path_factory.mktemp("faults")
     store, grid_file = root / "results.parquet", root / "faults.json"
     cifar = {**CIFAR_TINY, "verify_checksums": False}
@@ -223,7 +223,8 @@ def faults(env, tmp_path_factory):
     started: list[int] = []
 
     def second_launcher() -> None:
-        """While the first launcher is mid-grid (this trial is held), a second one tries the same store."""
+        """While the first launcher is mid-grid (this trial is held), a second one tries the same
+        store."""
         deadline = time.monotonic() + 120
         while (
             len(live_parts(store)) < 3 and time.monotonic() < deadline
@@ -275,7 +276,8 @@ def faults(env, tmp_path_factory):
 
 @pytest.mark.slow
 def test_every_trial_of_the_faults_grid_ends_as_exactly_one_row(faults):
-    """The study goes on past every fault: five trials, five rows, the launch exits 1 because some failed."""
+    """The study goes on past every fault: five trials, five rows, the launch exits 1 because some
+    failed."""
     assert faults.result.returncode == 1, faults.result.stderr
     assert faults.rows["trial_id"].is_unique and set(faults.rows.index) == set(faults.ids.values())
     statuses = {name: faults.row(name)["status"] for name in faults.ids}
@@ -348,7 +350,8 @@ def test_a_second_launcher_on_a_busy_store_is_refused_and_changes_nothing(faults
     assert faults.parts_after_second == faults.parts_before_second
 
 
-# main() for each case in one interpreter (imports paid once): its exit status, stdout, stderr, and Ray imported?
+# main() for each case in one interpreter (imports paid once): its exit status, stdout, stderr, and
+# whether Ray was imported
 MAINS = """
 import contextlib, io, json, os, sys
 from study.launch import main
@@ -364,7 +367,8 @@ for case in json.load(sys.stdin):
             code = exc.code
     os.environ.clear()
     os.environ.update(saved)
-    results.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(), "ray": "ray" in sys.modules})
+    ray = "ray" in sys.modules
+    results.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(), "ray": ray})
 json.dump(results, sys.stdout)
 """
 
@@ -385,7 +389,8 @@ def run_mains(env: dict, cases: list[dict]) -> list[dict]:
 
 @pytest.mark.slow
 def test_a_relaunch_keeps_ok_and_diverged_rows_and_plans_only_the_failed_trials(faults, env):
-    """A divergence is a result the seed fixes; a failure is the machinery's, so only failed trials run again."""
+    """A divergence is a result the seed fixes; a failure is the machinery's, so only failed trials
+    run again."""
     args = [
         "--grid-file",
         str(faults.store.parent / "faults.json"),
@@ -400,13 +405,14 @@ def test_a_relaunch_keeps_ok_and_diverged_rows_and_plans_only_the_failed_trials(
     assert rerun["code"] == 0 and f"2 already done in {faults.store}, 3 to run" in rerun["stdout"]
 
 
-# --------------------------------------------------------------------------- killed launcher, corrupt part
+# ------------------------------------------------------------------ killed launcher, corrupt part
 
 
 @pytest.mark.slow
 def test_a_killed_launcher_loses_nothing_and_a_corrupt_part_is_set_aside(env, sessions, tmp_path):
-    """SIGKILL mid-grid: pandas reads the store at every poll; the relaunch reruns only the unfinished trials
-    and the one whose part file we then damaged (reported, moved to _corrupt/, not trusted)."""
+    """SIGKILL mid-grid: pandas reads the store at every poll; the relaunch reruns only the
+    unfinished trials and the one whose part file we then damaged (reported, moved to _corrupt/,
+    not trusted)."""
     path = tmp_path / "results.parquet"
     smoke = grids.expand("smoke")
     first = start(
@@ -465,7 +471,8 @@ store = ResultStore(sys.argv[1])
 for i in range(100_000):  # eight trials, each row rewritten over and over (superseding the last)
     cfg = make_config({"dataset": "digits", "latent": 1 + i % 8})
     row = dict.fromkeys(RESULT_COLUMNS)
-    row.update(cfg.science(), trial_id=cfg.trial_id(), status="failed", error=f"write {i}", loss_history=[1.0] * 500)
+    row.update(cfg.science(), trial_id=cfg.trial_id(), status="failed", error=f"write {i}")
+    row["loss_history"] = [1.0] * 500
     store.write(row)
     if i == 7:
         print("all eight written", flush=True)
@@ -473,7 +480,8 @@ for i in range(100_000):  # eight trials, each row rewritten over and over (supe
 
 
 def test_a_store_writer_killed_at_random_moments_never_leaves_a_broken_table(tmp_path):
-    """SIGKILL lands mid-write: readers never see a partial part and every trial written keeps a live row."""
+    """SIGKILL lands mid-write: readers never see a partial part, and every trial written keeps a
+    live row."""
     path = tmp_path / "results.parquet"
     rng = np.random.default_rng(0)
     for _ in range(3):
@@ -490,7 +498,7 @@ def test_a_store_writer_killed_at_random_moments_never_leaves_a_broken_table(tmp
     assert list((path / SUPERSEDED).iterdir())  # it did rewrite rows while being killed
 
 
-# --------------------------------------------------------------------------- trial-level faults, in-process
+# ------------------------------------------------------------------ trial-level faults, in-process
 
 
 TINY_DIGITS = {**grids.SMOKE_BASE, "n_samples": 50}
@@ -525,10 +533,11 @@ def unexplained_gaps(row: dict) -> list[str]:
 
 
 def few_codes(monkeypatch, n_train: int, dead_every: int = 0) -> None:
-    """Train on n_train images only (a small trial); with dead_every, zero every dead_every-th latent unit."""
+    """Train on n_train images only (a small trial); with dead_every, zero every dead_every-th
+    latent unit."""
     from trainables import trial
 
-    load, encode = trial.load_for_config, trial.encode
+    load, encode = trial.load_for_config, trial._encode
 
     def few(cfg):
         full = load(cfg)
@@ -541,11 +550,12 @@ def few_codes(monkeypatch, n_train: int, dead_every: int = 0) -> None:
 
     monkeypatch.setattr(trial, "load_for_config", few)
     if dead_every:
-        monkeypatch.setattr(trial, "encode", with_dead_units)
+        monkeypatch.setattr(trial, "_encode", with_dead_units)
 
 
 def test_a_singular_covariance_and_an_unconverged_gmm_are_recorded_not_fatal(env, monkeypatch):
-    """More latent units (16) than training codes (12), half of them dead, and EM stopped after one step."""
+    """More latent units (16) than training codes (12), half of them dead, and EM stopped after one
+    step."""
     few_codes(monkeypatch, n_train=12, dead_every=2)
     real_mixture = priors.GaussianMixture
     monkeypatch.setattr(
@@ -564,13 +574,15 @@ def test_a_singular_covariance_and_an_unconverged_gmm_are_recorded_not_fatal(env
 
 @pytest.mark.parametrize("fits_from", [5, None], ids=["fewer-components", "never"])
 def test_a_gmm_that_will_not_fit_is_recorded_with_what_was_tried(env, monkeypatch, fits_from):
-    """The mixture fails at 10 components (and, in `never`, at any size): the row says what was done instead."""
+    """The mixture fails at 10 components (and, in `never`, at any size): the row says what was done
+    instead."""
     real_fit = priors.GaussianMixture.fit
 
     def fit(self, codes, y=None):
         if fits_from is None or self.n_components > fits_from:
             raise ValueError(
-                "Fitting the mixture model failed because some components have ill-defined covariance"
+                "Fitting the mixture model failed because some components have ill-defined "
+                "covariance"
             )
         return real_fit(self, codes, y)
 
@@ -612,47 +624,49 @@ class Payload:
 def test_a_malicious_digits_cnn_cache_is_not_executed_but_replaced(tmp_path, monkeypatch):
     marker, cache = tmp_path / "pwned", tmp_path / "cache"
     cache.mkdir()
-    torch.save(Payload(marker), cache / metrics.DIGITS_CNN_FILE)
+    torch.save(Payload(marker), cache / digits_cnn.DIGITS_CNN_FILE)
     untrained_digits_cnn(monkeypatch)
-    metrics.digits_cnn(cache)
+    digits_cnn.load_digits_cnn(cache)
     assert not marker.exists()
-    assert_plain_digits_cnn(cache / metrics.DIGITS_CNN_FILE)
+    assert_plain_digits_cnn(cache / digits_cnn.DIGITS_CNN_FILE)
 
 
 def untrained_digits_cnn(monkeypatch) -> None:
-    """digits_cnn() builds an untrained network where it would train one: these tests look at the file only."""
+    """load_digits_cnn() builds an untrained network where it would train one: these tests look
+    at the file only."""
     monkeypatch.setattr(
-        metrics, "train_digits_cnn", lambda *args, **kwargs: metrics.DigitsCNN().eval()
+        digits_cnn, "train_digits_cnn", lambda *args, **kwargs: digits_cnn.DigitsCNN().eval()
     )
 
 
 def assert_plain_digits_cnn(path: Path) -> None:
     """The cache file now holds a plain state dict (tensors only) of the digits-cnn."""
-    assert set(torch.load(path, weights_only=True)) == set(metrics.DigitsCNN().state_dict())
+    assert set(torch.load(path, weights_only=True)) == set(digits_cnn.DigitsCNN().state_dict())
 
 
-def flat_extractor() -> metrics.Extractor:
+def flat_extractor() -> features.Extractor:
     """A feature 'network' that only flattens: reference_stats's caching without a real network."""
-    return metrics.Extractor("flat", 12, torch.nn.Flatten(), torch.device("cpu"), "w0")
+    return features.Extractor("flat", 12, torch.nn.Flatten(), torch.device("cpu"), "w0")
 
 
 def test_malicious_weights_and_caches_are_refused_without_running_them(tmp_path):
-    """FID weights, reference statistics, the CelebA cache and a CIFAR-10 batch, each replaced by a payload."""
+    """FID weights, reference statistics, the CelebA cache and a CIFAR-10 batch, each replaced by a
+    payload."""
     marker = tmp_path / "pwned"
     weights = tmp_path / "weights.pth"
     torch.save({"conv.weight": Payload(marker)}, weights)
     with pytest.raises(pickle.UnpicklingError):
-        metrics.inception_network(weights=weights)
+        features.inception_network(weights=weights)
 
     extractor = flat_extractor()
     images = torch.randint(0, 256, (4, 3, 2, 2), dtype=torch.uint8)
-    metrics.reference_stats("x", images, extractor, tmp_path)
-    (stats,) = (tmp_path / metrics.STATS_DIR).iterdir()
+    features.reference_stats("x", images, extractor, tmp_path)
+    (stats,) = (tmp_path / features.STATS_DIR).iterdir()
     np.savez(stats, mu=np.array([Payload(marker)], dtype=object), sigma=np.zeros((12, 12)))
     with contextlib.suppress(
         ValueError
     ):  # refused ("allow_pickle=False"), or recomputed once caches self-heal
-        metrics.reference_stats("x", images, extractor, tmp_path)
+        features.reference_stats("x", images, extractor, tmp_path)
 
     root = write_celeba_fixture(tmp_path / "data", n_train=3, n_valid=0, n_test=2)
     cache = tmp_path / "cache" / "celeba64" / "train-3.npy"
@@ -677,21 +691,22 @@ def test_malicious_weights_and_caches_are_refused_without_running_them(tmp_path)
 
 
 def test_an_empty_digits_cnn_cache_is_rebuilt(tmp_path, monkeypatch):
-    """A zero-length file, as a full disk or an interrupted copy leaves: retrained, not a failed trial."""
-    (tmp_path / metrics.DIGITS_CNN_FILE).write_bytes(b"")
+    """A zero-length file, as a full disk or an interrupted copy leaves: retrained, not a failed
+    trial."""
+    (tmp_path / digits_cnn.DIGITS_CNN_FILE).write_bytes(b"")
     untrained_digits_cnn(monkeypatch)
-    metrics.digits_cnn(tmp_path)
-    assert_plain_digits_cnn(tmp_path / metrics.DIGITS_CNN_FILE)
+    digits_cnn.load_digits_cnn(tmp_path)
+    assert_plain_digits_cnn(tmp_path / digits_cnn.DIGITS_CNN_FILE)
 
 
 def test_a_truncated_reference_stats_cache_is_recomputed(tmp_path):
     """A damaged statistics cache is recomputed and overwritten, not trusted and not fatal."""
     extractor = flat_extractor()
     images = torch.randint(0, 256, (4, 3, 2, 2), dtype=torch.uint8)
-    mu, sigma = metrics.reference_stats("x", images, extractor, tmp_path)
-    (stats,) = (tmp_path / metrics.STATS_DIR).iterdir()
+    mu, sigma = features.reference_stats("x", images, extractor, tmp_path)
+    (stats,) = (tmp_path / features.STATS_DIR).iterdir()
     stats.write_bytes(stats.read_bytes()[:100])
-    again_mu, again_sigma = metrics.reference_stats("x", images, extractor, tmp_path)
+    again_mu, again_sigma = features.reference_stats("x", images, extractor, tmp_path)
     np.testing.assert_array_equal(again_mu, mu)
     np.testing.assert_array_equal(again_sigma, sigma)
 
@@ -701,8 +716,8 @@ ACCEPTED_PICKLES = {("trainables/data.py", "_read_cifar_batch")}
 
 
 def unsafe_loads(path: Path) -> list[str]:
-    """Calls in a source file that could unpickle: torch.load without weights_only=True, np.load without
-    allow_pickle=False, and any pickle/joblib/dill/cloudpickle load or pandas read_pickle."""
+    """Calls in a source file that could unpickle: torch.load without weights_only=True, np.load
+    without allow_pickle=False, any pickle/joblib/dill/cloudpickle load, pandas read_pickle."""
     found = []
 
     def visit(node: ast.AST, function: str) -> None:
@@ -744,8 +759,13 @@ def test_the_safe_load_scan_finds_what_it_is_for(tmp_path, monkeypatch):
     source = tmp_path / "loader.py"
     source.write_text(
         "def f(p):\n"
-        "    torch.load(p)\n    torch.load(p, weights_only=False)\n    torch.load(p, weights_only=True)\n"
-        "    np.load(p)\n    np.load(p, allow_pickle=False)\n    pickle.loads(p)\n    pd.read_pickle(p)\n"
+        "    torch.load(p)\n"
+        "    torch.load(p, weights_only=False)\n"
+        "    torch.load(p, weights_only=True)\n"
+        "    np.load(p)\n"
+        "    np.load(p, allow_pickle=False)\n"
+        "    pickle.loads(p)\n"
+        "    pd.read_pickle(p)\n"
     )
     assert [hit.split(" ")[0] for hit in unsafe_loads(source)] == [
         "loader.py:2",
@@ -756,7 +776,7 @@ def test_the_safe_load_scan_finds_what_it_is_for(tmp_path, monkeypatch):
     ]
 
 
-# --------------------------------------------------------------------------- bad input through the CLI
+# ------------------------------------------------------------------ bad input through the CLI
 
 
 # id -> (arguments, what the message must name: the problem, then the fix)
@@ -879,9 +899,11 @@ def test_bad_input_gets_one_message_naming_problem_and_fix_before_ray(bad_inputs
 
 
 def test_the_launcher_script_exits_non_zero_on_a_misspelled_key(env, tmp_path):
-    """The same through `python study/launch.py` itself: one stderr line, exit status 2, within seconds."""
+    """The same through `python study/launch.py` itself: one stderr line, exit status 2, within
+    seconds."""
+    argv = ["--grid", "smoke", "--set", "latnet=8", "--results", str(tmp_path / "r")]
     result = subprocess.run(
-        [sys.executable, "study/launch.py", "--grid", "smoke", "--set", "latnet=8", "--results", str(tmp_path / "r")],
+        [sys.executable, "study/launch.py", *argv],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2 and result.stdout == ""

@@ -56,7 +56,8 @@ def test_vae_trains():
 
 
 def test_plain_loop_sees_the_same_batches():
-    """The DataLoader baseline draws the fast loop's permutation: on CPU in fp32 the runs are bitwise equal."""
+    """The DataLoader baseline draws the fast loop's permutation: on CPU in fp32 the runs are
+    bitwise equal."""
     fast_model, fast = tiny_run()
     plain_model, plain = tiny_run(train_loop="plain")
     assert fast.losses == plain.losses
@@ -83,7 +84,7 @@ def test_bf16_autocast_changes_numerics_not_the_training():
 
 
 def test_compiled_step_is_one_graph_per_batch_size(monkeypatch):
-    """torch.compile through dynamo with a recording backend (inductor would take a minute on CPU)."""
+    """torch.compile through dynamo with a recording backend (inductor takes a minute on CPU)."""
     graphs = []
 
     def recording_backend(graph, example_inputs):

@@ -6,19 +6,20 @@ import pytest
 import torch
 from fixtures import write_celeba_fixture, write_cifar10_fixture
 
-from trainables import metrics
+from trainables import features
 from trainables.schema import RESULT_COLUMNS, SCORED_SETS
 from trainables.trial import run_trial
 
 TINY = {"filters": 4, "latent": 4, "epochs": 2, "batch_size": 16}
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the trials here are tiny
 TIMING = {"wall_s", "train_s", "eval_s", "encode_s", "prior_s", "sample_s", "score_s", "started_at"}
 
 
 @pytest.fixture(scope="module")
 def random_fid_weights(tmp_path_factory):
     """A weights file in the real FID layout with random values: exercises the real loading path."""
-    path = tmp_path_factory.mktemp("weights") / metrics.FID_WEIGHTS_FILE
-    torch.save(metrics.random_inception_state_dict(), path)
+    path = tmp_path_factory.mktemp("weights") / features.FID_WEIGHTS_FILE
+    torch.save(features.random_inception_state_dict(), path)
     return path
 
 

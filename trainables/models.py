@@ -18,71 +18,71 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.config import TrialConfig
-from trainables.data import IMAGE_SHAPES
+from trainables.data import DATASETS
 
 KERNEL_BY_SIZE = {32: 4, 64: 5}  # the paper: 4x4 kernels for CIFAR-10, 5x5 for CelebA
 DECODER_START = 8  # the decoder's linear layer reshapes to 8x8
 
 
-def batch_norm(channels: int, dims: int = 2) -> nn.Module:
+def _batch_norm(channels: int, dims: int = 2) -> nn.Module:
     return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(channels)
 
 
-def same_conv(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
-    """Stride-1 conv that keeps the size; an even kernel pads one more after than before, as TF does."""
-    before, after = (kernel - 1) // 2, kernel // 2
+def _same_conv(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
+    """Stride-1 conv that keeps the size; an even kernel pads one more after than before, as TF."""
+    before = (kernel - 1) // 2
+    after = kernel // 2
     return nn.Sequential(
         nn.ZeroPad2d((before, after, before, after)), nn.Conv2d(c_in, c_out, kernel)
     )
 
 
-def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
     """Stride 1 keeps the size, stride 2 halves it."""
-    conv = (
-        same_conv(c_in, c_out, kernel)
-        if stride == 1
-        else nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2)
-    )
-    return nn.Sequential(conv, batch_norm(c_out), nn.ReLU())
+    if stride == 1:
+        conv = _same_conv(c_in, c_out, kernel)
+    else:
+        conv = nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2)
+    return nn.Sequential(conv, _batch_norm(c_out), nn.ReLU())
 
 
-def upconv_bn_relu(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
+def _upconv_bn_relu(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
     """Stride-2 transposed conv that exactly doubles the size for kernel 4 or 5."""
     padding = (kernel - 1) // 2
     up = nn.ConvTranspose2d(
         c_in, c_out, kernel, stride=2, padding=padding, output_padding=2 * padding + 2 - kernel
     )
-    return nn.Sequential(up, batch_norm(c_out), nn.ReLU())
+    return nn.Sequential(up, _batch_norm(c_out), nn.ReLU())
 
 
 class Encoder(nn.Module):
-    """x (B,C,32,32) -> stages f,2f,4f,8f (each halving) -> (B,8f,2,2) -> flatten -> (B, out_dim)."""
+    """x (B,C,32,32) -> stages f,2f,4f,8f (each halving) -> (B,8f,2,2) -> flatten -> (B,out_dim)."""
 
     def __init__(
         self, channels: int, size: int, filters: int, stage_depths: tuple[int, ...], out_dim: int
     ):
         super().__init__()
         kernel = KERNEL_BY_SIZE[size]
-        layers, c = [], channels
+        layers = []
+        c = channels
         for stage, repeats in enumerate(stage_depths):
             width = filters * 2**stage
             for _ in range(repeats - 1):
-                layers.append(conv_bn_relu(c, width, kernel, stride=1))  # (B,width,s,s)
+                layers.append(_conv_bn_relu(c, width, kernel, stride=1))  # (B,width,s,s)
                 c = width
-            layers.append(conv_bn_relu(c, width, kernel, stride=2))  # (B,width,s/2,s/2)
+            layers.append(_conv_bn_relu(c, width, kernel, stride=2))  # (B,width,s/2,s/2)
             c = width
         self.convs = nn.Sequential(*layers)
         side = size // 2 ** len(stage_depths)
-        self.latent_layer = nn.Linear(
-            c * side * side, out_dim
-        )  # the layer freeze_latent keeps at init
+        # (B, c*side*side) -> (B, out_dim): the layer freeze_latent keeps at its init
+        self.latent_layer = nn.Linear(c * side * side, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.latent_layer(self.convs(x).flatten(1))  # (B, out_dim)
 
 
 class Decoder(nn.Module):
-    """z (B,latent) -> linear -> (B,8f,8,8) -> 4f (16x16) -> 2f (32x32) [-> f (64x64)] -> C logits."""
+    """z (B,latent) -> linear -> (B,8f,8,8) -> 4f (16x16) -> 2f (32x32) [-> f (64x64)] -> logits."""
 
     def __init__(
         self, channels: int, size: int, filters: int, stage_depths: tuple[int, ...], latent: int
@@ -94,16 +94,14 @@ class Decoder(nn.Module):
         self.start_channels = c
         self.linear = nn.Linear(latent, c * DECODER_START * DECODER_START)
         layers = []
-        for stage in reversed(
-            range(len(stage_depths) - 1 - n_up, len(stage_depths) - 1)
-        ):  # 4f, 2f[, f]
+        last = len(stage_depths) - 1
+        for stage in reversed(range(last - n_up, last)):  # 4f, 2f[, f]
             width = filters * 2**stage
-            layers.append(upconv_bn_relu(c, width, kernel))  # doubles the side
-            layers += [
-                conv_bn_relu(width, width, kernel, stride=1) for _ in range(stage_depths[stage] - 1)
-            ]
+            layers.append(_upconv_bn_relu(c, width, kernel))  # doubles the side
+            for _ in range(stage_depths[stage] - 1):
+                layers.append(_conv_bn_relu(width, width, kernel, stride=1))
             c = width
-        layers.append(same_conv(c, channels, kernel))  # stride-1 output layer: logits
+        layers.append(_same_conv(c, channels, kernel))  # stride-1 output layer: logits
         self.convs = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -112,11 +110,11 @@ class Decoder(nn.Module):
 
 
 class AutoEncoder(nn.Module):
-    """DAE or VAE. `forward` is the training path; `encode`/`decode` are the deterministic eval path."""
+    """DAE or VAE: `forward` is the training path, `encode`/`decode` the deterministic eval path."""
 
     def __init__(self, cfg: TrialConfig):
         super().__init__()
-        channels, size, _ = IMAGE_SHAPES[cfg.dataset]
+        channels, size, _ = DATASETS[cfg.dataset].image_shape
         self.variational = cfg.model == "vae"
         self.latent = cfg.latent
         self.noise_std = cfg.noise_std
@@ -125,10 +123,10 @@ class AutoEncoder(nn.Module):
         self.decoder = Decoder(channels, size, cfg.filters, cfg.stage_depths, cfg.latent)
         self.latent_norm = nn.Identity()
         if cfg.latent_norm == "bn":
-            self.latent_norm = batch_norm(cfg.latent, dims=1)
+            self.latent_norm = _batch_norm(cfg.latent, dims=1)
         elif cfg.latent_norm == "ln":
             self.latent_norm = nn.LayerNorm(cfg.latent)
-        self.apply(keras_init)
+        self.apply(_keras_init)
         if cfg.latent_norm == "sn":
             nn.utils.parametrizations.spectral_norm(self.encoder.latent_layer)
         if cfg.freeze_latent:
@@ -161,7 +159,7 @@ class AutoEncoder(nn.Module):
         return self.decoder(z), kl
 
 
-def keras_init(module: nn.Module) -> None:
+def _keras_init(module: nn.Module) -> None:
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.xavier_uniform_(module.weight)
         nn.init.zeros_(module.bias)
@@ -169,11 +167,8 @@ def keras_init(module: nn.Module) -> None:
 
 def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Per-image binary cross-entropy summed over pixels, from logits for numerical stability."""
-    return (
-        F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none")
-        .flatten(1)
-        .sum(dim=1)
-    )
+    bce = F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none")
+    return bce.flatten(1).sum(dim=1)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -5,9 +5,9 @@ GMM is a 10-component full-covariance mixture (scikit-learn), as in Ghosh et al.
 needs help (a singular covariance, a mixture that will not fit) says what was done in its result
 instead of raising, so the trial can record it.
 
-The GMM has two backends that fit the same model: scikit-learn's, and the same EM in float64 torch on
-the trial's device (`fit_gmm_torch`), because scikit-learn's takes minutes on 50,000 x 128 codes on 2
-CPU cores and would dominate a GPU trial. Either way the result is a fitted scikit-learn
+The GMM has two backends that fit the same model: scikit-learn's, and the same EM in float64 torch
+on the trial's device (`fit_gmm_torch`), because scikit-learn's takes minutes on 50,000 x 128 codes
+on 2 CPU cores and would dominate a GPU trial. Either way the result is a fitted scikit-learn
 GaussianMixture, so sampling and held-out scoring are one code path.
 """
 
@@ -22,11 +22,8 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-GMM_REG_COVARS = (
-    1e-6,
-    1e-4,
-    1e-2,
-)  # scikit-learn's default first; later ones scale with the codes' variance
+# scikit-learn's default first; later ones scale with the codes' variance
+GMM_REG_COVARS = (1e-6, 1e-4, 1e-2)
 
 
 def sample_standard_normal(dim: int, n: int, seed: int) -> np.ndarray:
@@ -83,9 +80,11 @@ class GMMFit:
 
 
 def resolve_gmm_backend(backend: str, device: torch.device | str) -> str:
-    """auto: the torch EM on CUDA, where scikit-learn's would dominate the trial; scikit-learn, the reference, on CPU.
+    """auto: the torch EM on CUDA, where scikit-learn's would dominate the trial; on CPU the
+    reference, scikit-learn.
 
-    (The torch EM is faster on CPU too, 1.6-5x on 2 cores, but CPU trials fit small mixtures: 0.03 s for digits.)
+    (The torch EM is faster on CPU too, 1.6-5x on 2 cores, but CPU trials fit small mixtures: 0.03 s
+    for digits.)
     """
     if backend == "auto":
         return "torch" if torch.device(device).type == "cuda" else "sklearn"
@@ -101,7 +100,9 @@ def fit_gmm(
     if not np.isfinite(codes).all():
         return GMMFit(None, 0, 0.0, False, 0, 0, "codes contain non-finite values", backend)
     variance = float(np.mean(np.var(codes, axis=0))) or 1.0
-    k, attempts, error = min(components, len(codes)), 0, None
+    k = min(components, len(codes))
+    attempts = 0
+    error = None
     while k >= 1:
         for i, reg in enumerate(GMM_REG_COVARS):
             reg_covar = reg if i == 0 else reg * variance
@@ -119,66 +120,67 @@ def fit_gmm(
             except (ValueError, np.linalg.LinAlgError) as exc:
                 error = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 continue
+            converged = bool(model.converged_)
             return GMMFit(
-                model,
-                k,
-                reg_covar,
-                bool(model.converged_),
-                int(model.n_iter_),
-                attempts,
-                None,
-                backend,
+                model, k, reg_covar, converged, int(model.n_iter_), attempts, None, backend
             )
         k //= 2
     return GMMFit(None, 0, 0.0, False, 0, attempts, error, backend)
 
 
 def fit_gmm_torch(model: GaussianMixture, codes: np.ndarray, device) -> GaussianMixture:
-    """model.fit(codes), with the EM in float64 torch on `device`; `model` is the unfitted spec and the result.
+    """model.fit(codes), with the EM in float64 torch on `device`; `model` is the unfitted spec and
+    the result.
 
-    The same algorithm step for step, for the full-covariance mixture fit_gmm asks for: scikit-learn's own
-    k-means start on the host, seeded as GaussianMixture seeds it (a small share of the time); then E and M
-    steps with model.reg_covar on the diagonal until the mean log-likelihood gains less than model.tol, at most
-    model.max_iter times. float64 because the covariances of 128-d codes need it for their Cholesky factors
-    (and to match scikit-learn to ~1e-12); it costs nothing on a data-centre GPU, seconds on a gaming card.
+    The same algorithm step for step, for the full-covariance mixture fit_gmm asks for:
+    scikit-learn's own k-means start on the host, seeded as GaussianMixture seeds it (a small share
+    of the time); then E and M steps with model.reg_covar on the diagonal until the mean
+    log-likelihood gains less than model.tol, at most model.max_iter times. float64 because the
+    covariances of 128-d codes need it for their Cholesky factors (and to match scikit-learn to
+    ~1e-12); it costs nothing on a data-centre GPU, seconds on a gaming card.
     """
     if (model.covariance_type, model.init_params, model.n_init) != ("full", "kmeans", 1):
         raise NotImplementedError("fit_gmm_torch fits full covariances from one k-means start")
     if len(codes) < 2:
         raise ValueError(f"a mixture needs at least 2 codes, got {len(codes)}")
-    k, seed = model.n_components, model.random_state
-    labels = KMeans(k, n_init=1, random_state=np.random.RandomState(seed)).fit(codes).labels_
+    k = model.n_components
+    start = KMeans(k, n_init=1, random_state=np.random.RandomState(model.random_state))
+    labels = torch.as_tensor(start.fit(codes).labels_, dtype=torch.long, device=device)
     x = torch.as_tensor(codes, dtype=torch.float64, device=device)
-    resp = torch.nn.functional.one_hot(
-        torch.as_tensor(labels, dtype=torch.long, device=device), k
-    ).double()
+    resp = torch.nn.functional.one_hot(labels, k).double()
     weights, means, covariances, precisions_chol = _m_step(x, resp, model.reg_covar)
-    n_iter, lower_bound, converged = 0, -math.inf, False
+    n_iter = 0
+    lower_bound = -math.inf
+    converged = False
     while n_iter < model.max_iter and not converged:
-        n_iter, previous = n_iter + 1, lower_bound
+        n_iter += 1
+        previous = lower_bound
         log_prob_norm, log_resp = _e_step(x, weights, means, precisions_chol)
         weights, means, covariances, precisions_chol = _m_step(x, log_resp.exp(), model.reg_covar)
         lower_bound = log_prob_norm.item()  # one host sync per iteration
         converged = abs(lower_bound - previous) < model.tol
-    fitted = {"weights_": weights, "means_": means, "covariances_": covariances}
-    fitted |= {
+    fitted = {  # the attributes GaussianMixture.fit sets and sample/score read
+        "weights_": weights,
+        "means_": means,
+        "covariances_": covariances,
         "precisions_cholesky_": precisions_chol,
         "precisions_": precisions_chol @ precisions_chol.mT,
     }
-    for (
-        name,
-        value,
-    ) in fitted.items():  # the attributes GaussianMixture.fit sets and sample/score read
+    for name, value in fitted.items():
         setattr(model, name, value.cpu().numpy())
-    model.converged_, model.n_iter_, model.lower_bound_ = converged, n_iter, lower_bound
+    model.converged_ = converged
+    model.n_iter_ = n_iter
+    model.lower_bound_ = lower_bound
     model.n_features_in_ = x.shape[1]
     return model
 
 
 def _m_step(x: torch.Tensor, resp: torch.Tensor, reg_covar: float):
-    """Weights, means, covariances (+ reg_covar on the diagonal) and precision Cholesky factors, as scikit-learn.
+    """Weights, means, covariances (+ reg_covar on the diagonal) and precision Cholesky factors, as
+    scikit-learn computes them.
 
-    One (N, d) buffer serves every component: fresh 50,000 x 128 temporaries cost as much as the matmuls on a CPU.
+    One (N, d) buffer serves every component: fresh 50,000 x 128 temporaries cost as much as the
+    matmuls on a CPU.
     """
     nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps
     means = resp.T @ x / nk[:, None]
@@ -191,10 +193,10 @@ def _m_step(x: torch.Tensor, resp: torch.Tensor, reg_covar: float):
     covariances.diagonal(dim1=1, dim2=2).add_(reg_covar)
     chol, info = torch.linalg.cholesky_ex(covariances)
     if info.any():
-        raise ValueError(
-            "Fitting the mixture model failed because some components have ill-defined empirical covariance "
-            "(for instance caused by singleton or collapsed samples). Try to decrease the number of components, "
-            "increase reg_covar, or scale the input data."  # scikit-learn's message, so rows read the same
+        raise ValueError(  # scikit-learn's message, so rows read the same
+            "Fitting the mixture model failed because some components have ill-defined empirical "
+            "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
+            "the number of components, increase reg_covar, or scale the input data."
         )
     eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
     precisions_chol = torch.linalg.solve_triangular(chol, eye, upper=False).mT
@@ -207,9 +209,7 @@ def _e_step(x: torch.Tensor, weights, means, precisions_chol) -> tuple[torch.Ten
     mahalanobis = x.new_empty(len(x), len(means))
     whitened = torch.empty_like(x)
     for j, (mean, p) in enumerate(zip(means, precisions_chol, strict=True)):
-        torch.mm(x, p, out=whitened).sub_(
-            mean @ p
-        )  # (x - mean) p, p the precision's Cholesky factor
+        torch.mm(x, p, out=whitened).sub_(mean @ p)  # (x - mean) p, p the precision's Cholesky
         mahalanobis[:, j] = whitened.square_().sum(1)
     weighted = -0.5 * (x.shape[1] * math.log(2 * math.pi) + mahalanobis) + log_det + weights.log()
     log_prob = torch.logsumexp(weighted, dim=1)
@@ -219,9 +219,7 @@ def _e_step(x: torch.Tensor, weights, means, precisions_chol) -> tuple[torch.Ten
 def sample_gmm(fit: GMMFit, n: int, seed: int) -> np.ndarray:
     fit.model.random_state = seed
     samples, _ = fit.model.sample(n)
-    return np.random.default_rng(seed).permutation(
-        samples
-    )  # sklearn returns them grouped by component
+    return np.random.default_rng(seed).permutation(samples)  # sklearn groups them by component
 
 
 def gaussianity(codes: np.ndarray, mvg: MVG, gmm: GMMFit) -> dict:
@@ -236,14 +234,13 @@ def gaussianity(codes: np.ndarray, mvg: MVG, gmm: GMMFit) -> dict:
     alive = std > 1e-8 * max(float(std.max()), 1e-300)
     ll_mvg = float(mvg_log_likelihood(mvg, codes).mean())
     ll_gmm = float(gmm.model.score(codes)) if gmm.model is not None else float("nan")
+    live = codes[:, alive]
+    skew = float(np.abs(stats.skew(live, axis=0)).mean()) if alive.any() else float("nan")
+    kurtosis = float(stats.kurtosis(live, axis=0).mean()) if alive.any() else float("nan")
     return {
         "code_dead_units": int((~alive).sum()),
-        "code_abs_skew": float(np.abs(stats.skew(codes[:, alive], axis=0)).mean())
-        if alive.any()
-        else float("nan"),
-        "code_excess_kurtosis": float(stats.kurtosis(codes[:, alive], axis=0).mean())
-        if alive.any()
-        else float("nan"),
+        "code_abs_skew": skew,
+        "code_excess_kurtosis": kurtosis,
         "code_std_mean": float(std.mean()),
         "code_mean_norm": float(np.linalg.norm(codes.mean(axis=0))),
         "heldout_ll_mvg": ll_mvg,

@@ -7,6 +7,7 @@ Nothing here knows about Ray, the results store or the grid. Bad config raises V
 any work; anything that goes wrong after that becomes a row with status "failed" or "diverged".
 """
 
+import contextlib
 import datetime
 import functools
 import platform
@@ -20,33 +21,30 @@ import scipy
 import sklearn
 import torch
 
-from trainables import metrics, priors
+from trainables import features, priors
 from trainables.config import TrialConfig, make_config
 from trainables.data import load_for_config
 from trainables.models import build_model, count_parameters, reconstruction_loss
-from trainables.schema import RESULT_COLUMNS, SCORED_SETS
+from trainables.schema import RESULT_COLUMNS
 from trainables.train import seed_everything, train
 
-CODE_SAMPLE_SIZE, CODE_SAMPLE_DIMS = 1000, 4  # kept per row for the latent scatter plots (A.1/A.2)
+CODE_SAMPLE_SIZE = 1000  # codes kept per row for the latent scatter plots (A.1/A.2)
+CODE_SAMPLE_DIMS = 4
 EVAL_BATCH = 500
+EVAL_PHASES = ("encode", "prior", "sample", "score")
 
 
 def run_trial(overrides: dict | TrialConfig | None = None) -> dict:
     """One trial -> one row with every column of RESULT_COLUMNS (None where not reached)."""
     cfg = make_config(overrides)
     row = new_row(cfg)
-    row.update(
-        provenance(),
-        started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    )
-    start = time.perf_counter()
-    try:
-        execute(cfg, row)
-    except Exception as exc:  # a crash is a result too: the study records it and goes on
-        row.update(
-            status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback_summary(exc)
-        )
-    row["wall_s"] = time.perf_counter() - start
+    row.update(_provenance(), started_at=_now())
+    with phase(row, "wall"):
+        try:
+            _execute(cfg, row)
+        except Exception as exc:  # a crash is a result too: the study records it and goes on
+            error = f"{type(exc).__name__}: {exc}"
+            row.update(status="failed", error=error, traceback=traceback_summary(exc))
     return row
 
 
@@ -57,12 +55,21 @@ def new_row(cfg: TrialConfig) -> dict:
     return row
 
 
-def execute(cfg: TrialConfig, row: dict) -> None:
+@contextlib.contextmanager
+def phase(row: dict, name: str):
+    """Add the seconds the block takes to row[f"{name}_s"]; a block that raises adds nothing."""
+    start = time.perf_counter()
+    yield
+    row[f"{name}_s"] = (row[f"{name}_s"] or 0.0) + time.perf_counter() - start
+
+
+def _execute(cfg: TrialConfig, row: dict) -> None:
     device = resolve_device(cfg.device)
     row["device"] = device_name(device)
     seed_everything(cfg.seed)
     data = load_for_config(cfg)
-    train_images, test_images = data.train.to(device), data.test.to(device)
+    train_images = data.train.to(device)
+    test_images = data.test.to(device)
     row.update(n_train=len(train_images), n_test=len(test_images))
 
     model = build_model(cfg).to(device)
@@ -70,8 +77,9 @@ def execute(cfg: TrialConfig, row: dict) -> None:
         encoder_params=count_parameters(model.encoder),
         decoder_params=count_parameters(model.decoder),
     )
-    result = train(model, train_images, cfg)
-    row.update(train_s=result.seconds, loss_history=result.losses, train_loss=result.losses[-1])
+    with phase(row, "train"):
+        result = train(model, train_images, cfg)
+    row.update(loss_history=result.losses, train_loss=result.losses[-1])
     row.update(precision=result.precision, compiled=result.compiled, train_loop=cfg.train_loop)
     if result.diverged_epoch is not None:
         row.update(
@@ -80,71 +88,73 @@ def execute(cfg: TrialConfig, row: dict) -> None:
             error=f"training loss became non-finite in epoch {result.diverged_epoch}",
         )
         return
-    evaluate(model, cfg, train_images, test_images, row)
+    _evaluate(model, cfg, train_images, test_images, row)
     row["status"] = "ok"
 
 
-def evaluate(
+def _evaluate(
     model, cfg: TrialConfig, train_images: torch.Tensor, test_images: torch.Tensor, row: dict
 ) -> None:
     """Encode, fit the priors, decode samples and score every image set."""
-    clock = time.perf_counter()
-    model.eval()
-    train_codes, row["train_recon_bce"] = encode(model, train_images)
-    test_codes, row["test_recon_bce"] = encode(model, test_images)
-    train_np, test_np = train_codes.double().cpu().numpy(), test_codes.double().cpu().numpy()
-    row["encode_s"], clock = time.perf_counter() - clock, time.perf_counter()
+    device = train_images.device
+    with phase(row, "encode"):
+        model.eval()
+        train_codes, row["train_recon_bce"] = _encode(model, train_images)
+        test_codes, row["test_recon_bce"] = _encode(model, test_images)
+        train_np = train_codes.double().cpu().numpy()
+        test_np = test_codes.double().cpu().numpy()
 
-    mvg = priors.fit_mvg(train_np)
-    gmm = priors.fit_gmm(
-        train_np, cfg.gmm_components, cfg.seed, cfg.gmm_backend, train_codes.device
-    )
-    row.update(
-        mvg_jitter=mvg.jitter,
-        gmm_components_used=gmm.components,
-        gmm_reg_covar=gmm.reg_covar,
-        gmm_converged=gmm.converged,
-        gmm_n_iter=gmm.n_iter,
-        gmm_attempts=gmm.attempts,
-        gmm_error=gmm.error,
-        gmm_backend=gmm.backend,
-    )
-    row.update(priors.gaussianity(test_np, mvg, gmm))
-    row.update(code_sample(train_np, cfg.seed))
-    row["prior_s"], clock = time.perf_counter() - clock, time.perf_counter()
+    with phase(row, "prior"):
+        mvg = priors.fit_mvg(train_np)
+        gmm = priors.fit_gmm(train_np, cfg.gmm_components, cfg.seed, cfg.gmm_backend, device)
+        row.update(_fit_columns(mvg, gmm))
+        row.update(priors.gaussianity(test_np, mvg, gmm))
+        row.update(_code_sample(train_np, cfg.seed))
 
     n = cfg.n_samples
-    reference = test_images[subset(len(test_images), n, cfg.seed)]
-    codes = {
-        "train_recon": train_codes[subset(len(train_images), n, cfg.seed + 1)],
-        "test_recon": test_codes[
-            subset(len(test_images), n, cfg.seed)
-        ],  # the reference images, reconstructed
-        "normal": priors.sample_standard_normal(cfg.latent, n, cfg.seed),
-        "mvg": priors.sample_mvg(mvg, n, cfg.seed),
-        "gmm": priors.sample_gmm(gmm, n, cfg.seed) if gmm.model is not None else None,
-    }
-    sample_s, clock = time.perf_counter() - clock, time.perf_counter()
-    extractor = metrics.get_extractor(cfg.feature_extractor, train_images.device, cfg.cache_path)
-    ref_stats = metrics.reference_stats(cfg.dataset, reference, extractor, cfg.cache_path)
-    score_s = time.perf_counter() - clock
+    with phase(row, "sample"):
+        picked = subset(len(test_images), n, cfg.seed)  # Test R reconstructs the reference images
+        reference = test_images[picked]
+        codes = {
+            "train_recon": train_codes[subset(len(train_images), n, cfg.seed + 1)],
+            "test_recon": test_codes[picked],
+            "normal": priors.sample_standard_normal(cfg.latent, n, cfg.seed),
+            "mvg": priors.sample_mvg(mvg, n, cfg.seed),
+            "gmm": priors.sample_gmm(gmm, n, cfg.seed) if gmm.model is not None else None,
+        }
+    with phase(row, "score"):
+        extractor = features.get_extractor(cfg.feature_extractor, device, cfg.cache_path)
+        ref_stats = features.reference_stats(cfg.dataset, reference, extractor, cfg.cache_path)
     row.update(n_reference=len(reference), n_scored=n)
     for name, z in codes.items():
         if z is None:  # the GMM could not be fitted: gmm_error says why
             continue
-        clock = time.perf_counter()
-        images = decode(model, torch.as_tensor(z, dtype=torch.float32, device=train_images.device))
-        sample_s, clock = sample_s + time.perf_counter() - clock, time.perf_counter()
-        row[f"fd_{name}"] = metrics.score(images, extractor, ref_stats)
-        score_s += time.perf_counter() - clock
-    row.update(sample_s=sample_s, score_s=score_s)
-    row["eval_s"] = row["encode_s"] + row["prior_s"] + row["sample_s"] + row["score_s"]
+        with phase(row, "sample"):
+            images = _decode(model, torch.as_tensor(z, dtype=torch.float32, device=device))
+        with phase(row, "score"):
+            row[f"fd_{name}"] = features.score(images, extractor, ref_stats)
+    row["eval_s"] = sum(row[f"{name}_s"] for name in EVAL_PHASES)
+
+
+def _fit_columns(mvg: priors.MVG, gmm: priors.GMMFit) -> dict:
+    """What fitting the priors took: the row's record of every fix-up and failure."""
+    return {
+        "mvg_jitter": mvg.jitter,
+        "gmm_components_used": gmm.components,
+        "gmm_reg_covar": gmm.reg_covar,
+        "gmm_converged": gmm.converged,
+        "gmm_n_iter": gmm.n_iter,
+        "gmm_attempts": gmm.attempts,
+        "gmm_error": gmm.error,
+        "gmm_backend": gmm.backend,
+    }
 
 
 @torch.no_grad()
-def encode(model, images: torch.Tensor) -> tuple[torch.Tensor, float]:
+def _encode(model, images: torch.Tensor) -> tuple[torch.Tensor, float]:
     """-> (codes (N, latent) float32 on the device, mean per-image reconstruction BCE)."""
-    codes, bce = [], 0.0
+    codes = []
+    bce = 0.0
     for batch in images.split(EVAL_BATCH):
         x = batch.float().div_(255)
         z = model.encode(x)
@@ -154,19 +164,20 @@ def encode(model, images: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 
 @torch.no_grad()
-def decode(model, codes: torch.Tensor) -> torch.Tensor:
+def _decode(model, codes: torch.Tensor) -> torch.Tensor:
     """Images in [0,1], (N, C, H, W), left on the device for the feature extractor."""
     return torch.cat([model.decode(z) for z in codes.split(EVAL_BATCH)])
 
 
 def subset(size: int, n: int, seed: int) -> torch.Tensor:
-    """A fixed random subset of n indices (all of them when n >= size), as the paper's CelebA protocol."""
+    """A fixed random subset of n indices (all of them when n >= size), as the paper's CelebA
+    protocol."""
     if n >= size:
         return torch.arange(size)
     return torch.from_numpy(np.sort(np.random.default_rng(seed).choice(size, n, replace=False)))
 
 
-def code_sample(codes: np.ndarray, seed: int) -> dict:
+def _code_sample(codes: np.ndarray, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     dims = np.sort(rng.choice(codes.shape[1], min(CODE_SAMPLE_DIMS, codes.shape[1]), replace=False))
     rows = rng.choice(len(codes), min(CODE_SAMPLE_SIZE, len(codes)), replace=False)
@@ -196,7 +207,7 @@ def traceback_summary(exc: BaseException, lines: int = 12) -> str:
 
 
 @functools.cache
-def provenance() -> dict:
+def _provenance() -> dict:
     import pandas
     import pyarrow
 
@@ -210,14 +221,14 @@ def provenance() -> dict:
         "pyarrow": pyarrow.__version__,
     }
     return {
-        "git_sha": git_sha(),
+        "git_sha": _git_sha(),
         "torch_version": torch.__version__,
         "hostname": platform.node(),
         "package_versions": " ".join(f"{k}={v}" for k, v in versions.items()),
     }
 
 
-def git_sha() -> str:
+def _git_sha() -> str:
     """HEAD of the checkout this code runs from, '-dirty' when it has uncommitted changes."""
     here = Path(__file__).resolve().parent
     try:
@@ -238,3 +249,7 @@ def git_sha() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,214 @@
+"""The feature networks on CPU with tiny inputs: the FID weights lookup, the Inception network
+against pytorch-fid's own, the digits-cnn, and the reference-statistics cache."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from pytorch_fid.inception import FID_WEIGHTS_URL
+
+from benchmarks.scoring import pytorch_fid_distance
+from trainables import digits_cnn, features
+
+CPU = torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- FID weights lookup
+
+
+def test_fid_weights_path(monkeypatch, tmp_path):
+    monkeypatch.delenv("DAE_FID_WEIGHTS", raising=False)
+    default = features.fid_weights_path()
+    assert default.name == features.FID_WEIGHTS_FILE and default.parent.name == "checkpoints"
+    monkeypatch.setenv("DAE_FID_WEIGHTS", str(tmp_path / "copy.pth"))
+    assert features.fid_weights_path() == tmp_path / "copy.pth"
+
+
+def test_check_extractor(monkeypatch, tmp_path):
+    missing = tmp_path / "nowhere" / "inception.pth"
+    monkeypatch.setenv("DAE_FID_WEIGHTS", str(missing))
+    with pytest.raises(features.WeightsMissing) as err:
+        features.check_extractor("inception-fid")
+    assert (
+        str(missing) in str(err.value)
+        and FID_WEIGHTS_URL in str(err.value)
+        and "DAE_FID_WEIGHTS" in str(err.value)
+    )
+    with pytest.raises(features.WeightsMissing):
+        features.inception_network()
+    features.check_extractor("digits-cnn")  # trained locally: nothing to check
+    with pytest.raises(ValueError, match="unknown"):
+        features.check_extractor("inception")
+    missing.parent.mkdir()
+    missing.write_bytes(b"")
+    features.check_extractor("inception-fid")
+
+
+# --------------------------------------------------------------------------- Inception
+
+
+@pytest.fixture(scope="module")
+def random_inception_file(tmp_path_factory):
+    """Seeded random weights written in the real weights file's layout."""
+    path = tmp_path_factory.mktemp("weights") / features.FID_WEIGHTS_FILE
+    torch.save(features.random_inception_state_dict(), path)
+    return path
+
+
+def test_inception_features_and_weights_file_round_trip(random_inception_file, monkeypatch):
+    features.clear_extractors()
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    random = features.get_extractor("inception-fid", CPU, cache_dir="unused", random_weights=True)
+    assert random.name != "inception-fid" and random.dim == 2048  # random weights are never FID
+    feats = random.features(images, batch_size=3)  # two batches
+    assert feats.shape == (4, 2048) and feats.dtype == np.float64 and np.isfinite(feats).all()
+    assert feats.std(axis=0).max() > 0
+
+    # the real loading path: file -> torch.load(weights_only=True) -> the FID Inception network
+    monkeypatch.setenv("DAE_FID_WEIGHTS", str(random_inception_file))
+    features.check_extractor("inception-fid")
+    loaded = features.get_extractor("inception-fid", CPU, cache_dir="unused")
+    assert loaded.name == "inception-fid" and loaded is not random
+    np.testing.assert_array_equal(loaded.features(images), feats)
+    assert features.get_extractor("inception-fid", CPU, cache_dir="unused") is loaded  # memoised
+
+    # uint8 input is divided by 255 as a caller would, and a 1-channel image is repeated to RGB
+    as_uint8 = (images * 255).round().to(torch.uint8)
+    as_float = as_uint8.float() / 255
+    np.testing.assert_array_equal(loaded.features(as_uint8), loaded.features(as_float))
+    grey = images[:2, :1]
+    np.testing.assert_array_equal(loaded.features(grey), loaded.features(grey.repeat(1, 3, 1, 1)))
+    features.clear_extractors()
+
+
+def test_inception_network_is_pytorch_fids(random_inception_file, monkeypatch):
+    """Built from pytorch-fid's blocks, our network gives pytorch-fid's own InceptionV3's pool3
+    features bit for bit: the same layers, with the same weights, run in the same order."""
+    import pytorch_fid.inception as fid_inception
+
+    state_dict = torch.load(random_inception_file, weights_only=True)
+    monkeypatch.setattr(fid_inception, "load_state_dict_from_url", lambda *a, **k: state_dict)
+    theirs = fid_inception.InceptionV3([fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    ours = features.inception_network(weights=random_inception_file)
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        pool3 = ours(images)
+        assert pool3.shape == (2, 2048) and torch.equal(pool3, theirs(images)[0].flatten(1))
+
+
+class NotATensor:
+    pass
+
+
+def test_weights_load_refuses_arbitrary_pickles(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"x": NotATensor()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        features.inception_network(weights=path)
+
+
+def test_unknown_extractor():
+    with pytest.raises(ValueError, match="unknown"):
+        features.get_extractor("resnet", CPU, cache_dir="unused")
+
+
+# --------------------------------------------------------------------------- digits-cnn
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    from trainables.data import load_dataset
+
+    cache_dir = tmp_path_factory.mktemp("cache")
+    features.clear_extractors()
+    extractor = features.get_extractor("digits-cnn", CPU, cache_dir)  # trains, saves to cache_dir
+    yield load_dataset("digits", cache_dir, cache_dir), extractor, cache_dir
+    features.clear_extractors()
+
+
+def test_digits_cnn_classifies_the_test_split(digits):
+    data, _, cache_dir = digits
+    _, test_labels = digits_cnn.digits_labels()
+    model = digits_cnn.load_digits_cnn(cache_dir)
+    with torch.no_grad():
+        predicted = model(data.test.float() / 255).argmax(1).numpy()
+    assert (predicted == test_labels).mean() > 0.95
+
+
+def test_digits_cnn_is_reused_from_disk(digits, monkeypatch):
+    _, extractor, cache_dir = digits
+    path = cache_dir / digits_cnn.DIGITS_CNN_FILE
+    mtime = path.stat().st_mtime_ns
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("digits-cnn was retrained although its file is cached")
+
+    monkeypatch.setattr(digits_cnn, "train_digits_cnn", no_training)
+    assert features.get_extractor("digits-cnn", CPU, cache_dir) is extractor  # memoised
+    features.clear_extractors()
+    again = features.get_extractor("digits-cnn", CPU, cache_dir)
+    assert again is not extractor and again.weights_id == extractor.weights_id
+    assert path.stat().st_mtime_ns == mtime
+
+
+def test_digits_features(digits):
+    """uint8 in batches of 32 and the same images as floats in one batch give the same features.
+
+    The batch size changes only how the CPU kernels block the float32 sums, and reordering a sum of
+    n float32 terms moves it by at most about n * eps of its magnitude. The longest sum here is the
+    last layer's 1024-input dot product, so the features may differ by 1024 * eps (1.2e-4) of the
+    largest one (measured: 2e-7 of it); a wrong scale or a lost batch would be off by order 1.
+    """
+    data, extractor, _ = digits
+    assert extractor.name == "digits-cnn" and extractor.dim == 64
+    batched = extractor.features(data.test[:100], batch_size=32)
+    assert batched.shape == (100, 64) and batched.dtype == np.float64
+    tolerance = 1024 * np.finfo(np.float32).eps * np.abs(batched).max()
+    whole = extractor.features(data.test[:100].float() / 255)
+    np.testing.assert_allclose(whole, batched, rtol=0, atol=tolerance)
+
+
+def test_reference_stats_cache_and_distances(digits, monkeypatch):
+    data, extractor, cache_dir = digits
+    ref = features.reference_stats("digits", data.test, extractor, cache_dir)
+    assert ref[0].shape == (64,) and ref[1].shape == (64, 64)
+    files = list((cache_dir / features.STATS_DIR).glob("*.npz"))
+    assert len(files) == 1
+
+    def recomputed(*args, **kwargs):
+        pytest.fail("stats were recomputed")
+
+    with monkeypatch.context() as patch:  # a cache hit computes no features
+        patch.setattr(type(extractor), "device_features", recomputed)
+        cached = features.reference_stats("digits", data.test, extractor, cache_dir)
+    np.testing.assert_array_equal(cached[0], ref[0])
+    np.testing.assert_array_equal(cached[1], ref[1])
+
+    # other images (same dataset name and count) get their own entry
+    features.reference_stats("digits", data.train[: len(data.test)], extractor, cache_dir)
+    assert len(list((cache_dir / features.STATS_DIR).glob("*.npz"))) == 2
+
+    assert features.score(data.test, extractor, ref) == pytest.approx(
+        0.0, abs=1e-6 * np.trace(ref[1])
+    )
+    to_train = features.score(data.train, extractor, ref)
+    noise = torch.randint(
+        0, 256, data.test.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    to_noise = features.score(noise, extractor, ref)
+    assert 0 < to_train < 0.05 * to_noise
+
+
+@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:Matrix is singular")  # digits-cnn has dead ReLU units
+def test_score_matches_pytorch_fids_own_path(digits):
+    """Batched on-device features + eigh trace == pytorch-fid's path (host DataLoader at batch 50
+    + scipy sqrtm, benchmarks/scoring.py), within 1e-3."""
+    data, extractor, cache_dir = digits
+    ref = features.reference_stats("digits", data.test, extractor, cache_dir)
+    images = data.train[:700].float() / 255
+    ours = features.score(images, extractor, ref)
+    theirs = pytorch_fid_distance(images, extractor, ref)
+    assert ours == pytest.approx(theirs, abs=1e-3)
+    assert ours > 0.01  # not two zeros

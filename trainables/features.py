@@ -1,0 +1,361 @@
+"""Feature spaces for the Fréchet distance: the networks, their weights, the reference statistics.
+
+Two feature spaces:
+
+- ``inception-fid``: the standard FID network, pytorch-fid's port of TensorFlow's Inception pool3
+  (images resized to 299 bilinearly, 2048 features). Only distances in this space may be called
+  FID. The weights cannot be downloaded offline, so they are looked up in one place
+  (``fid_state_dict``) and a missing file is reported before any trial starts
+  (``check_extractor``).
+- ``digits-cnn``: a small classifier trained once on the digits train split (trainables.digits_cnn),
+  its 64-d penultimate layer. Its numbers are "Fréchet distance in digits-cnn features", not FID.
+
+Flow of one score: images -> ``Extractor.device_features`` -> ``frechet.moments`` ->
+``frechet.frechet_distance`` against the reference statistics, which ``reference_stats`` computes
+once and caches on disk.
+"""
+
+import contextlib
+import hashlib
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.digits_cnn import load_digits_cnn
+from trainables.files import atomic_write
+from trainables.frechet import frechet_distance, gaussian_stats, moments
+
+FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+EXTRACTORS = ("inception-fid", "digits-cnn")
+STATS_DIR = "reference-stats"
+FEATURE_BATCH = 250  # images per network call: hundreds keep a GPU busy (Inception: ~14 MiB each)
+
+
+# --------------------------------------------------------------------------- FID Inception weights
+
+
+class WeightsMissing(FileNotFoundError):
+    """The FID Inception weights are not on disk (and this machine may not be able to download)."""
+
+
+def fid_weights_path() -> Path:
+    """Where the FID Inception weights are read from: $DAE_FID_WEIGHTS, else torch hub's cache.
+
+    The hub cache is where pytorch-fid itself downloads them, so a machine that ever ran
+    pytorch-fid already has them.
+    """
+    override = os.environ.get("DAE_FID_WEIGHTS")
+    if override:
+        return Path(override).expanduser()
+    return Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_FILE
+
+
+def fid_state_dict(path: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The real FID Inception weights (default: from fid_weights_path()), in the layout of
+    torchvision's Inception3 with pytorch-fid's FID blocks.
+
+    Loaded with weights_only=True, so no pickle code in the file runs.
+    """
+    path = _existing_weights(Path(path).expanduser() if path is not None else fid_weights_path())
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def random_inception_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Seeded random weights in the layout of the real FID weights file.
+
+    pytorch-fid's FID blocks subclass torchvision's Inception blocks with the same parameters, so
+    torchvision's inception_v3 has exactly the keys and shapes of the real file. The convolutions
+    get He-normal weights, which keep activations near unit size through the network's ~90 layers,
+    so pool3 features and their distances are of the real network's magnitude (torchvision's own
+    init, std 0.1, grows them to ~1e11, where a Fréchet distance is ~1e23 and float64 noise is
+    larger than 1).
+    """
+    import torchvision
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        donor = torchvision.models.inception_v3(
+            weights=None, aux_logits=False, num_classes=1008, init_weights=False
+        )
+        for module in donor.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    return donor.state_dict()
+
+
+def check_extractor(name: str) -> None:
+    """Fail at launch, before any trial starts, if the feature extractor cannot be built here."""
+    if name == "inception-fid":
+        _existing_weights(fid_weights_path())
+    elif name != "digits-cnn":  # digits-cnn is trained locally on first use
+        raise ValueError(
+            f"unknown feature extractor {name!r}; expected one of {', '.join(EXTRACTORS)}"
+        )
+
+
+def download_fid_weights() -> Path:
+    """Fetch the FID Inception weights into fid_weights_path() (needs internet)."""
+    from pytorch_fid.inception import FID_WEIGHTS_URL
+
+    path = fid_weights_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(FID_WEIGHTS_URL, str(path))
+    except Exception as err:
+        raise RuntimeError(
+            f"could not download the FID Inception weights from {FID_WEIGHTS_URL} to {path} "
+            f"({err}); download them on a machine with internet and set DAE_FID_WEIGHTS to the copy"
+        ) from err
+    return path
+
+
+def _existing_weights(path: Path) -> Path:
+    """The weights file, or WeightsMissing saying how to get it."""
+    from pytorch_fid.inception import FID_WEIGHTS_URL
+
+    if path.is_file():
+        return path
+    raise WeightsMissing(
+        f"FID Inception weights not found at {path}. On a machine with internet, download "
+        f"{FID_WEIGHTS_URL} (or run `python -c 'from trainables.features import "
+        f"download_fid_weights; download_fid_weights()'`) and copy it to {path}, "
+        "or set DAE_FID_WEIGHTS to the path of a copy."
+    )
+
+
+# --------------------------------------------------------------------------- FID Inception network
+
+
+def inception_network(weights: str | Path | None = None, random_weights: bool = False) -> nn.Module:
+    """pytorch-fid's FID InceptionV3 up to pool3, in eval mode: (N, C, H, W) in [0, 1] -> (N, 2048).
+
+    `weights` is a weights file (default: fid_weights_path()). random_weights=True builds the same
+    network with seeded random weights instead (tests, GPU benchmarks without the file).
+    """
+    state_dict = random_inception_state_dict() if random_weights else fid_state_dict(weights)
+    return InceptionPool3(_fid_inception_v3(state_dict)).requires_grad_(False).eval()
+
+
+def _fid_inception_v3(state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """pytorch_fid.inception.fid_inception_v3, with our state dict instead of its download.
+
+    As that function does: torchvision's Inception3 skeleton with pytorch-fid's FID blocks (which
+    pool as TensorFlow does) in place of the Mixed_5b..5d, 6b..6e, 7b and 7c blocks.
+    """
+    import torchvision
+    from pytorch_fid.inception import (
+        FIDInceptionA,
+        FIDInceptionC,
+        FIDInceptionE_1,
+        FIDInceptionE_2,
+    )
+
+    inception = torchvision.models.inception_v3(
+        weights=None, aux_logits=False, num_classes=1008, init_weights=False
+    )
+    inception.Mixed_5b = FIDInceptionA(192, pool_features=32)
+    inception.Mixed_5c = FIDInceptionA(256, pool_features=64)
+    inception.Mixed_5d = FIDInceptionA(288, pool_features=64)
+    inception.Mixed_6b = FIDInceptionC(768, channels_7x7=128)
+    inception.Mixed_6c = FIDInceptionC(768, channels_7x7=160)
+    inception.Mixed_6d = FIDInceptionC(768, channels_7x7=160)
+    inception.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
+    inception.Mixed_7b = FIDInceptionE_1(1280)
+    inception.Mixed_7c = FIDInceptionE_2(2048)
+    inception.load_state_dict(state_dict)
+    return inception
+
+
+class InceptionPool3(nn.Module):
+    """(N, C, H, W) in [0, 1] -> (N, 2048) pool3 features; grey images are repeated to RGB.
+
+    pytorch_fid.inception.InceptionV3's forward for its last block (resize_input and
+    normalize_input on), over the same layers of the Inception3 it is given.
+    """
+
+    def __init__(self, inception: nn.Module):
+        super().__init__()
+        self.layers = nn.Sequential(
+            inception.Conv2d_1a_3x3,  # (N,32,149,149)
+            inception.Conv2d_2a_3x3,
+            inception.Conv2d_2b_3x3,
+            nn.MaxPool2d(kernel_size=3, stride=2),  # (N,64,73,73)
+            inception.Conv2d_3b_1x1,
+            inception.Conv2d_4a_3x3,
+            nn.MaxPool2d(kernel_size=3, stride=2),  # (N,192,35,35)
+            inception.Mixed_5b,
+            inception.Mixed_5c,
+            inception.Mixed_5d,
+            inception.Mixed_6a,
+            inception.Mixed_6b,
+            inception.Mixed_6c,
+            inception.Mixed_6d,
+            inception.Mixed_6e,  # (N,768,17,17)
+            inception.Mixed_7a,
+            inception.Mixed_7b,
+            inception.Mixed_7c,  # (N,2048,8,8)
+            nn.AdaptiveAvgPool2d(output_size=(1, 1)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        return self.layers(2 * x - 1).flatten(1)  # [0, 1] -> [-1, 1], as the network expects
+
+
+# --------------------------------------------------------------------------- extractors
+
+
+@dataclass
+class Extractor:
+    """A named feature network on a device; `weights_id` fingerprints its weights for cache keys.
+
+    Its convolutions run in true fp32 unless `tf32`: cuDNN's default TF32 rounds their inputs to
+    10 mantissa bits, which would make a score depend on the card (the paper's 2080Ti has no TF32).
+    benchmarks/scoring.py measures what TF32 would save and change.
+    """
+
+    name: str
+    dim: int
+    network: nn.Module
+    device: torch.device
+    weights_id: str
+    tf32: bool = False
+
+    @torch.no_grad()
+    def device_features(
+        self, images: torch.Tensor, batch_size: int = FEATURE_BATCH
+    ) -> torch.Tensor:
+        """(N, C, H, W) images, float in [0, 1] or uint8, on any device -> (N, dim) float32
+        features on the extractor's device.
+
+        Generated images are already on the device: nothing crosses to the host.
+        """
+        if images.ndim != 4:
+            raise ValueError(
+                f"{self.name}: expected images of shape (N, C, H, W), got {tuple(images.shape)}"
+            )
+        with _cudnn_tf32(self.tf32):
+            out = [
+                self.network(_to_unit_float(batch.to(self.device))).float()
+                for batch in images.split(batch_size)
+            ]
+        return torch.cat(out) if out else torch.zeros((0, self.dim), device=self.device)
+
+    def features(self, images: torch.Tensor, batch_size: int = FEATURE_BATCH) -> np.ndarray:
+        """device_features as a float64 numpy array on the host."""
+        return self.device_features(images, batch_size).double().cpu().numpy()
+
+
+_EXTRACTORS: dict[tuple, Extractor] = {}
+
+
+def get_extractor(
+    name: str, device: torch.device, cache_dir: Path, random_weights: bool = False
+) -> Extractor:
+    """The named extractor on `device`, built once per process (a Ray worker runs several trials).
+
+    random_weights applies to inception-fid only and gives it a different name, so its statistics
+    are never cached or reported as FID. digits-cnn is always the trained network.
+    """
+    device = torch.device(device)
+    if name == "digits-cnn":
+        key = (name, str(device), str(Path(cache_dir).expanduser().resolve()))
+    else:
+        key = (name, str(device), random_weights)
+    if key in _EXTRACTORS:
+        return _EXTRACTORS[key]
+    if name == "inception-fid":
+        network = inception_network(random_weights=random_weights)
+        dim = 2048
+        if random_weights:
+            name = "inception-fid-random-weights"
+    elif name == "digits-cnn":
+        network = load_digits_cnn(Path(cache_dir).expanduser()).body
+        dim = 64
+    else:
+        raise ValueError(
+            f"unknown feature extractor {name!r}; expected one of {', '.join(EXTRACTORS)}"
+        )
+    network = network.to(device).eval()
+    _EXTRACTORS[key] = Extractor(name, dim, network, device, _fingerprint(network))
+    return _EXTRACTORS[key]
+
+
+def clear_extractors() -> None:
+    """Forget the memoised extractors (tests; freeing GPU memory)."""
+    _EXTRACTORS.clear()
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def reference_stats(dataset: str, images: torch.Tensor, extractor: Extractor, cache_dir: Path):
+    """(mu, sigma) of the reference images, cached on disk.
+
+    The cache key holds the dataset, the extractor's name and weights, the number of images and a
+    short hash of their bytes, so a test fixture or a retrained digits-cnn never reuses stale stats.
+    """
+    image_bytes = images.detach().cpu().contiguous().numpy().tobytes()
+    image_hash = hashlib.sha256(image_bytes).hexdigest()[:12]
+    name = f"{dataset}-{extractor.name}-{extractor.weights_id}-n{len(images)}-{image_hash}.npz"
+    path = Path(cache_dir).expanduser() / STATS_DIR / name
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as stats:
+                return stats["mu"], stats["sigma"]
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):
+            pass  # damaged: recompute and overwrite
+    mu, sigma = gaussian_stats(extractor.device_features(images))
+    atomic_write(path, lambda f: np.savez(f, mu=mu, sigma=sigma))
+    return mu, sigma
+
+
+def score(
+    images: torch.Tensor, extractor: Extractor, ref_stats: tuple[np.ndarray, np.ndarray]
+) -> float:
+    """Fréchet distance between `images` and the reference statistics in the extractor's features.
+
+    Features, statistics and distance stay on the extractor's device, in batches of hundreds.
+    """
+    mu, sigma = moments(extractor.device_features(images))
+    return frechet_distance(mu, sigma, *ref_stats)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _cudnn_tf32(allowed: bool):
+    """Allow or forbid TF32 in cuDNN convolutions for the block; the process-wide switch is
+    restored after."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+
+
+def _to_unit_float(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 or float in [0, 1] -> float32 in [0, 1]."""
+    if batch.dtype == torch.uint8:
+        return batch.float() / 255
+    if not batch.is_floating_point():
+        raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {batch.dtype}")
+    return batch.float()
+
+
+def _fingerprint(network: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, tensor in network.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:8]
