@@ -50,7 +50,7 @@ from benchmarks.train_step import (
     time_steps,
     trial_train_s,
 )
-from study.grids import expand
+from study.grids import curve_label, expand
 from trainables import metrics, priors
 from trainables.config import TrialConfig
 from trainables.data import IMAGE_SHAPES
@@ -93,11 +93,8 @@ def model_key(cfg: TrialConfig) -> tuple:
 
 
 def model_label(cfg: TrialConfig) -> str:
-    parts = [cfg.dataset, cfg.model, f"f{cfg.filters}", f"d{cfg.depth}"]
-    parts += [cfg.latent_norm] if cfg.latent_norm != "none" else []
-    parts += ["noise"] if cfg.noise_std > 0 else []
-    parts += ["frozen"] if cfg.freeze_latent else []
-    return " ".join(parts)
+    """The curve's label, less the noise's amount, which all noisy curves share."""
+    return curve_label(cfg.replace(noise_std=0.0)) + (" noise" if cfg.noise_std > 0 else "")
 
 
 def timed_config(cfg: TrialConfig, latent: int, stand_in: bool) -> TrialConfig:
