@@ -124,9 +124,9 @@ def test_learning_rate_changes_without_recapture_and_batch_norm_statistics_move(
 @pytest.mark.parametrize(
     "overrides, noisy", [({"model": "vae"}, True), ({"noise_std": 0.5}, True), ({}, False)]
 )
-def test_each_replay_draws_fresh_noise(overrides, noisy):
+def test_each_replay_draws_fresh_noise(overrides, noisy, deterministic):
     """At rate 0 the weights stay and batch norm trains on the batch's own statistics, so replays
-    on one batch give one loss, unless each replay draws new noise."""
+    on one batch (deterministic kernels) give one loss, unless each replay draws new noise."""
     model, optimizer, loss_of, images = setup(overrides)
     step = GraphedStep(model, optimizer, loss_of, images, TINY["batch_size"])
     step.set_lr(0.0)
