@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from trainables import fid_helper_weights
+from trainables.features import inception_network, random_inception_state_dict
 from trainables.fid_helper_weights import fid_helper_weights_path, load_fid_helper_state_dict
-from trainables.metrics import inception_network, random_inception_state_dict
 
 PACKAGE_FILE = fid_helper_weights_path()
 
@@ -45,7 +45,7 @@ def test_mapped_weights_give_the_torchscript_networks_pool3_features(both_networ
             2 * F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False) - 1
         )
         expected = reference(prepared)
-        features = ours(images)[0].flatten(1)
+        features = ours(images)
     assert features.shape == expected.shape == (4, 2048)
     # Both evaluate the same float32 convolutions. A reordered sum of K terms differs by about
     # sqrt(K) * 6e-8 relative; K <= 4032 (3x3 over 448 channels) and the deepest path has 47

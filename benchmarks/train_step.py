@@ -1,0 +1,130 @@
+"""Milliseconds per training step: eager against the whole step as one CUDA graph, same card.
+
+    python -m benchmarks.train_step               # CPU: a tiny model; the graph falls back
+    python -m benchmarks.train_step --size paper  # GPU: CIFAR-10 f=32/64/128, CelebA f=32/128
+
+Each row builds the step a trial trains with (trainables.cuda_graph: bf16 autocast on CUDA,
+channels_last, cuDNN autotuning, fused Adam) for a depth-1 DAE at latent 128, on a few batches of
+random uint8 images resident on the device (a step's cost does not depend on the pixels). One pass
+over those batches warms up (autotuning; for the graph, its warm-up steps and capture); then STEPS
+steps are timed, ending in the one host sync an epoch makes. A row whose capture fails says so and
+times the eager step it fell back to.
+"""
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from benchmarks.common import arguments, print_table, random_images, setup, sync
+from trainables.config import TrialConfig, make_config
+from trainables.cuda_graph import adam, batch_lengths, batch_loss, training_step
+from trainables.data import DATASETS
+from trainables.models import build_model
+from trainables.train import resolve_precision
+
+SIZES = {
+    "cpu": {"models": [("cifar10", 8)], "steps": 5, "batch_size": 16},
+    "paper": {
+        "models": [
+            ("cifar10", 32),
+            ("cifar10", 64),
+            ("cifar10", 128),
+            ("celeba", 32),
+            ("celeba", 128),
+        ],
+        "steps": 200,
+        "batch_size": 128,
+    },
+}
+RESIDENT_BATCHES = 8
+TRAIN_IMAGES = {"cifar10": 50_000, "celeba": 162_770}  # the training splits
+
+
+@dataclass
+class StepTiming:
+    kind: str  # "graph" or "eager": what ran
+    fallback_error: str | None  # why a graph asked for did not run
+    setup_s: float  # building the step and one warm-up pass: autotuning, warm-up steps, capture
+    step_s: float  # one optimisation step, steady state
+
+
+def time_steps(
+    cfg: TrialConfig, device: torch.device, steps: int, graph: bool, batches: int = RESIDENT_BATCHES
+) -> StepTiming:
+    """Build cfg's model and the trainer's step for it (graphed if asked and possible), time it on
+    `batches` resident batches of images."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(device)
+    shape = DATASETS[cfg.dataset].image_shape
+    images = random_images(batches * cfg.batch_size, shape=shape).to(device)
+    cuda = device.type == "cuda"
+    if cuda:  # the fast loop's CUDA settings (trainables/train.py)
+        torch.backends.cudnn.benchmark = True
+        model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    optimizer = adam([p for p in model.parameters() if p.requires_grad], cfg.lr, fused=cuda)
+    bf16 = resolve_precision(cfg.precision, device) == "bf16"
+    loss_of = batch_loss(model, cfg.beta if cfg.model == "vae" else 0.0, bf16)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    order = torch.randperm(len(images), device=device, generator=generator).split(cfg.batch_size)
+
+    sync(device)
+    clock = time.perf_counter()
+    step = training_step(model, optimizer, loss_of, images, cfg.batch_size, graph)
+    for batch in order:
+        step.run(batch)
+    step.epoch_loss()  # waits for the warm-up pass
+    setup_s = time.perf_counter() - clock
+    clock = time.perf_counter()
+    for i in range(steps):
+        step.run(order[i % len(order)])
+    step.epoch_loss()  # waits for the last step, as an epoch's end does
+    step_s = (time.perf_counter() - clock) / steps
+    step.close()
+    return StepTiming(step.kind, step.fallback_error, setup_s, step_s)
+
+
+def trial_train_s(cfg: TrialConfig, timing: StepTiming) -> float:
+    """Training time of a whole trial of cfg at this step time, on its dataset's training set."""
+    steps = cfg.epochs * len(batch_lengths(TRAIN_IMAGES[cfg.dataset], cfg.batch_size))
+    return timing.setup_s + steps * timing.step_s
+
+
+def main(argv=None) -> None:
+    args = arguments(__doc__.splitlines()[0]).parse_args(argv)
+    device = setup(args)
+    size = SIZES[args.size]
+    rows, notes = [], []
+    for dataset, filters in size["models"]:
+        cfg = make_config(
+            {"dataset": dataset, "filters": filters, "batch_size": size["batch_size"]}
+        )
+        eager = time_steps(cfg, device, size["steps"], graph=False)
+        graphed = time_steps(cfg, device, size["steps"], graph=True)
+        if graphed.fallback_error:
+            notes.append(f"{dataset} f={filters}: no graph ({graphed.fallback_error})")
+        rows.append(
+            [dataset, filters, eager.step_s * 1e3, graphed.step_s * 1e3, graphed.kind]
+            + [eager.step_s / graphed.step_s, trial_train_s(cfg, eager)]
+            + [trial_train_s(cfg, graphed), graphed.setup_s]
+        )
+    precision = resolve_precision("auto", device)
+    print_table(
+        "One training step: eager vs one CUDA graph",
+        ["dataset", "filters", "eager ms/step", "graphed ms/step", "ran as", "speed-up"]
+        + ["100-epoch train s, eager", "graphed", "graph setup s"],
+        rows,
+        [
+            f"Depth 1, latent 128, batch {size['batch_size']}, {precision}, "
+            f"{'channels_last, cuDNN autotuning, fused Adam' if device.type == 'cuda' else 'CPU'};"
+            f" {size['steps']} timed steps after one warm-up pass over {RESIDENT_BATCHES} batches.",
+            "100-epoch train s: epochs x steps an epoch of the real training set x ms/step, plus "
+            "the setup (the graph's warm-up and capture).",
+            *notes,
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()

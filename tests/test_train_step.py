@@ -1,0 +1,168 @@
+"""trainables.cuda_graph on CPU: the eager step is today's trainer step, op for op, and `restored`
+puts a model and its optimizer back exactly. The graphed step is tested in test_gpu.py.
+
+On CPU in fp32 the same ops in the same order give bitwise-equal results, so these compare exactly.
+"""
+
+import contextlib
+import copy
+
+import pytest
+import torch
+
+from trainables.config import make_config
+from trainables.cuda_graph import (
+    EagerStep,
+    adam,
+    batch_lengths,
+    batch_loss,
+    restored,
+    training_step,
+)
+from trainables.models import build_model
+from trainables.train import learning_rate, train
+
+TINY = {"filters": 4, "latent": 4, "batch_size": 16, "epochs": 2}
+
+
+def tiny_setup(n_images: int, **overrides):
+    cfg = make_config({**TINY, **overrides})
+    torch.manual_seed(cfg.seed)
+    images = (torch.rand(n_images, 3, 32, 32) * 255).to(torch.uint8)
+    return cfg, images, build_model(cfg)
+
+
+def make_step(model, cfg, images, graph=False):
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = adam(trainable, learning_rate(0, cfg.epochs, cfg.lr), fused=False)
+    beta = cfg.beta if cfg.model == "vae" else 0.0
+    loss_of = batch_loss(model, beta, bf16=False)
+    return training_step(model, optimizer, loss_of, images, cfg.batch_size, graph)
+
+
+def train_with(step, cfg, n_images: int) -> list[float]:
+    """train.train's loop: the seeded permutation each epoch, the schedule, one loss per epoch."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    losses = []
+    for epoch in range(cfg.epochs):
+        step.set_lr(learning_rate(epoch, cfg.epochs, cfg.lr))
+        for indices in torch.randperm(n_images, generator=generator).split(cfg.batch_size):
+            step.run(indices)
+        losses.append(step.epoch_loss())
+    return losses
+
+
+def assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+
+
+@pytest.mark.parametrize(
+    "overrides, n_images",  # 40: a last batch of 8 images; 33: of 1, which is skipped
+    [
+        ({}, 40),
+        ({"model": "vae"}, 33),
+        ({"noise_std": 0.5, "latent_norm": "bn"}, 40),
+        ({"latent_norm": "sn", "freeze_latent": True}, 40),
+    ],
+)
+def test_eager_step_is_the_trainers_step(overrides, n_images):
+    cfg, images, model = tiny_setup(n_images, **overrides)
+    reference = train(model, images, cfg)
+    cfg, images, stepped_model = tiny_setup(n_images, **overrides)
+    step = make_step(stepped_model, cfg, images)
+    assert step.kind == "eager" and step.fallback_error is None
+    assert train_with(step, cfg, n_images) == reference.losses
+    assert_same_state(stepped_model, model)
+
+
+def test_a_graph_asked_for_on_cpu_falls_back_to_the_eager_step():
+    cfg, images, model = tiny_setup(40, model="vae")
+    eager_losses = train_with(make_step(model, cfg, images), cfg, 40)
+    cfg, images, fallback_model = tiny_setup(40, model="vae")
+    with pytest.warns(UserWarning, match="training eagerly"):
+        step = make_step(fallback_model, cfg, images, graph=True)
+    assert step.kind == "eager" and "CUDA" in step.fallback_error
+    assert train_with(step, cfg, 40) == eager_losses
+    assert_same_state(fallback_model, model)
+
+
+def test_float_batches_train_as_their_indices_do():
+    """The DataLoader baseline hands the step float batches instead of indices."""
+    cfg, images, model = tiny_setup(48)
+    by_index = make_step(model, cfg, images)
+    cfg, images, twin = tiny_setup(48)
+    by_batch = make_step(twin, cfg, images=None)
+    for indices in torch.randperm(48, generator=torch.Generator().manual_seed(1)).split(16):
+        by_index.run(indices)
+        by_batch.run(images[indices].float() / 255)
+    assert by_index.epoch_loss() == by_batch.epoch_loss()
+    assert_same_state(model, twin)
+
+
+@pytest.mark.parametrize("raises", [False, True])
+def test_restored_puts_model_optimizer_and_generator_back(raises):
+    """A VAE: its noise, batch norm's running statistics and Adam's state all move inside."""
+    cfg, images, model = tiny_setup(48, model="vae")
+    step = make_step(model, cfg, images)
+    batches = torch.arange(48).split(16)
+    step.run(batches[0])  # Adam's state exists before the snapshot
+    twin, twin_optimizer = copy.deepcopy((model, step.optimizer))
+    rng = torch.get_rng_state()
+
+    with pytest.raises(RuntimeError, match="inside") if raises else contextlib.nullcontext():
+        with restored(model, step.optimizer):
+            for batch in batches:
+                step.run(batch)
+            assert not torch.equal(model.decoder.linear.weight, twin.decoder.linear.weight)
+            if raises:
+                raise RuntimeError("inside")
+
+    for batch in batches[1:3]:
+        step.run(batch)
+    torch.set_rng_state(rng)
+    twin_step = EagerStep(twin, twin_optimizer, batch_loss(twin, cfg.beta, False), images)
+    for batch in batches[1:3]:
+        twin_step.run(batch)
+    assert_same_state(model, twin)
+
+
+def test_restored_leaves_a_fresh_optimizer_fresh():
+    """What the graphed step relies on: warm-up steps on a new Adam, then restored, train exactly
+    as a new Adam does (its lazily made state starts at zero)."""
+    cfg, images, model = tiny_setup(48, latent_norm="bn")
+    twin = copy.deepcopy(model)
+    step = make_step(model, cfg, images)
+    with restored(model, step.optimizer):
+        for batch in torch.arange(48).split(16):
+            step.run(batch)
+    twin_step = make_step(twin, cfg, images)
+    for s in (step, twin_step):
+        s.run(torch.arange(16, 32))
+    assert_same_state(model, twin)
+    for state, twin_state in zip(
+        step.optimizer.state.values(), twin_step.optimizer.state.values(), strict=True
+    ):
+        for key, value in state.items():
+            assert torch.equal(value, twin_state[key]), key
+
+
+def test_set_lr_changes_a_tensor_learning_rate_in_place():
+    """A captured Adam step reads the learning rate's address: it must stay the same tensor."""
+    cfg, images, model = tiny_setup(16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.1))
+    step = EagerStep(model, optimizer, batch_loss(model, 0.0, False), images)
+    lr = optimizer.param_groups[0]["lr"]
+    step.set_lr(0.5)
+    assert optimizer.param_groups[0]["lr"] is lr and lr.item() == 0.5
+    plain = make_step(model, cfg, images)
+    plain.set_lr(0.25)
+    assert plain.optimizer.param_groups[0]["lr"] == 0.25
+
+
+@pytest.mark.parametrize(
+    "n_images, expected",
+    [(72, [16, 16, 16, 16, 8]), (65, [16, 16, 16, 16]), (64, [16] * 4), (10, [10]), (1, [])],
+)
+def test_batch_lengths_keep_the_last_partial_batch_unless_it_is_one_image(n_images, expected):
+    assert batch_lengths(n_images, 16) == expected
