@@ -44,7 +44,11 @@ def test_digits_starts_small_but_overrides_win():
         ({"latent_norm": "gn"}, "latent_norm"),
         ({"freeze_latent": 1}, "freeze_latent"),
         ({"batch_size": 1}, "batch_size"),
-        ({"model": "dae", "beta": 0.5}, "beta"),
+        ({"decoder_width": "512"}, "decoder_width"),
+        ({"bce_reduction": "max"}, "bce_reduction"),
+        ({"bn_momentum": 0.0}, "bn_momentum"),
+        ({"bn_eps": 0.0}, "bn_eps"),
+        ({"gmm_max_iter": 0}, "gmm_max_iter"),
         ({"model": "vae", "latent_norm": "bn"}, "latent_norm"),
         ({"dataset": "cifar10", "feature_extractor": "digits-cnn"}, "feature_extractor"),
         ({"device": "tpu"}, "device"),
@@ -53,6 +57,15 @@ def test_digits_starts_small_but_overrides_win():
 def test_bad_input_names_the_key(overrides, key):
     with pytest.raises(ValueError, match=key):
         make_config(overrides)
+
+
+def test_a_dae_ignores_the_vae_only_fields():
+    """A grid-wide --set beta=... or bce_reduction=... must reach the VAEs and leave DAEs alone."""
+    plain = make_config({"model": "dae"})
+    dae = make_config({"model": "dae", "beta": 0.5, "bce_reduction": "mean"})
+    assert dae == plain and dae.trial_id() == plain.trial_id()
+    vae = make_config({"model": "vae", "beta": 0.5, "bce_reduction": "mean"})
+    assert (vae.beta, vae.bce_reduction) == (0.5, "mean")
 
 
 def test_misspelled_key_gets_a_suggestion():

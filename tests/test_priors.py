@@ -178,3 +178,15 @@ def test_torch_gmm_follows_the_specs_stopping_rule(curved_codes):
     assert model.n_iter_ == 3 and not model.converged_
     with pytest.raises(NotImplementedError):
         priors.fit_gmm_torch(priors.GaussianMixture(5, covariance_type="diag"), train, "cpu")
+
+
+def test_midpoints_are_halfway_between_two_distinct_codes():
+    """Code i is 2**i: twice a midpoint is 2**i + 2**j, which has two bits set exactly when i != j."""
+    codes = 2.0 ** np.arange(10)[:, None]
+    mids = priors.sample_midpoints(codes, 2000, seed=3)
+    sums = (2 * mids[:, 0]).astype(int)
+    assert mids.shape == (2000, 1) and np.array_equal(sums, 2 * mids[:, 0])
+    assert all(bin(total).count("1") == 2 for total in sums)
+    pairs = set(sums.tolist())
+    assert len(pairs) == 45  # every one of the 10 * 9 / 2 pairs turns up in 2000 draws
+    assert np.array_equal(mids, priors.sample_midpoints(codes, 2000, seed=3))

@@ -20,7 +20,7 @@ from trainables.schema import RESULT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 NEW_FIELD = (
-    '    decoder_width: str = dataclasses.field(default="{default}", metadata={{"before": "8f"}})\n'
+    '    grown_field: str = dataclasses.field(default="{default}", metadata={{"before": "8f"}})\n'
 )
 CURVES = [{"dataset": "digits", "filters": 8, "model": model} for model in ("dae", "vae")]
 OLD_TRIALS = [{**curve, "latent": latent} for curve in CURVES for latent in (4, 8)]
@@ -42,8 +42,8 @@ old_trials = json.loads(sys.argv[2])
 new_trial = json.loads(sys.argv[3])
 seen = {
     "ids": [make_config(o).trial_id() for o in old_trials],
-    "ids_as_before": [make_config({**o, "decoder_width": "8f"}).trial_id() for o in old_trials],
-    "read_before_opening": sorted(set(load(store)["decoder_width"])),
+    "ids_as_before": [make_config({**o, "grown_field": "8f"}).trial_id() for o in old_trials],
+    "read_before_opening": sorted(set(load(store)["grown_field"])),
 }
 with ResultStore(store) as results:
     trials = grids.expand(grids.Grid("old", old_trials, "the old grid"))
@@ -52,11 +52,11 @@ with ResultStore(store) as results:
     row = dict.fromkeys(RESULT_COLUMNS)
     row.update(cfg.science(), trial_id=cfg.trial_id(), status="ok", fd_mvg=1.0, fd_gmm=1.0)
     results.write(row)
-seen["plain_pandas"] = pd.read_parquet(store)["decoder_width"].tolist()
+seen["plain_pandas"] = pd.read_parquet(store)["grown_field"].tolist()
 optima = find_optima(latent_stats(usable(load(store))))
 mvg = optima[optima["sampler"] == "mvg"]
 seen["curves"] = sorted(
-    [curve.model, curve.decoder_width, curve.n_latents] for curve in mvg.itertuples()
+    [curve.model, curve.grown_field, curve.n_latents] for curve in mvg.itertuples()
 )
 print(json.dumps(seen))
 """
@@ -70,7 +70,7 @@ def scored_row(overrides: dict) -> dict:
 
 
 def with_new_field(tmp_path: Path, default: str) -> Path:
-    """A copy of the three stages whose TrialConfig has one more field, decoder_width."""
+    """A copy of the three stages whose TrialConfig has one more field, grown_field."""
     root = tmp_path / "grown"
     for stage in ("trainables", "study", "analysis"):
         shutil.copytree(REPO / stage, root / stage, ignore=shutil.ignore_patterns("__pycache__"))

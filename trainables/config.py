@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainables import data
@@ -24,6 +24,9 @@ FEATURE_EXTRACTORS = ("auto", "inception-fid", "digits-cnn")
 PRECISIONS = ("auto", "fp32", "bf16")
 GMM_BACKENDS = ("auto", "torch", "sklearn")
 TRAIN_LOOPS = ("fast", "plain")
+DECODER_WIDTHS = ("1024", "8f")  # channels of the decoder's 8x8 start: fixed (RAE code) or 8f
+BCE_REDUCTIONS = ("sum", "channel-mean", "mean")  # VAE only: how BCE is reduced before + beta*KL
+VAE_ONLY = ("beta", "bce_reduction")
 N_STAGES = 4  # encoder stages with f, 2f, 4f, 8f filters
 RUNTIME_FIELDS = frozenset(
     {
@@ -35,6 +38,8 @@ RUNTIME_FIELDS = frozenset(
         "compile",
         "gmm_backend",
         "train_loop",
+        "cuda_graph",
+        "score_tf32",
     }
 )
 # The dataclass defaults are the paper's protocol; a dataset may start from other values (the
@@ -54,6 +59,11 @@ class TrialConfig:
     noise_std: float = 0.0  # N(0, noise_std^2) added to the decoder input while training
     freeze_latent: bool = False  # the encoder's latent linear layer stays at its random init
     beta: float = 0.01  # KL weight, VAE only
+    # readings of what the paper leaves open (README, "Choices"); "before" is what early rows ran
+    decoder_width: str = field(default="1024", metadata={"before": "8f"})
+    bce_reduction: str = field(default="sum", metadata={"before": "sum"})
+    bn_momentum: float = field(default=0.01, metadata={"before": 0.1})  # PyTorch's convention
+    bn_eps: float = field(default=1e-3, metadata={"before": 1e-5})
     # fixed by the paper's protocol
     epochs: int = 100
     batch_size: int = 128
@@ -61,6 +71,7 @@ class TrialConfig:
     seed: int = 0
     n_samples: int = 10_000  # images per prior and per reconstruction set that get scored
     gmm_components: int = 10
+    gmm_max_iter: int = field(default=2000, metadata={"before": 100})  # EM iterations at most
     feature_extractor: str = "auto"  # auto: inception-fid for cifar10/celeba, digits-cnn for digits
     # where and how it runs: not part of the trial's identity
     data_root: str = ""  # "" -> $DAE_DATA_ROOT or ~/.cache/dae-study/data
@@ -76,6 +87,10 @@ class TrialConfig:
     gmm_backend: str = "auto"
     # train_loop: fast = data resident on the device; plain = the DataLoader baseline to beat
     train_loop: str = "fast"
+    # cuda_graph: the whole training step as one CUDA graph on CUDA (eager where capture fails)
+    cuda_graph: bool = True
+    # score_tf32: TF32 convolutions in the feature network (faster, moves scores ~3.5e-4 relative)
+    score_tf32: bool = False
 
     @property
     def stage_depths(self) -> tuple[int, ...]:
@@ -119,7 +134,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig)}
 # trial_id() leaves the field out while it holds that value, so every existing trial keeps its id,
 # and the store and the analysis read the field's column of older rows as that value (not null), so
 # no curve appears twice. The default may differ from it: new trials then get new ids and curves.
-# The fields above were all there from the first row, so none of them declares one.
+# Fields without one were all there from the first row.
 VALUES_BEFORE = {f.name: f.metadata["before"] for f in FIELDS.values() if "before" in f.metadata}
 # A curve is every trial sharing all scientific fields but the latent size and the seed (replicate).
 CURVE_FIELDS = tuple(name for name in TrialConfig().science() if name not in ("latent", "seed"))
@@ -196,11 +211,13 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     _check_choice("precision", cfg.precision, PRECISIONS)
     _check_choice("gmm_backend", cfg.gmm_backend, GMM_BACKENDS)
     _check_choice("train_loop", cfg.train_loop, TRAIN_LOOPS)
+    _check_choice("decoder_width", cfg.decoder_width, DECODER_WIDTHS)
+    _check_choice("bce_reduction", cfg.bce_reduction, BCE_REDUCTIONS)
     if cfg.filters < 1 or cfg.filters & (cfg.filters - 1):
         raise ValueError(
             f"filters: must be a power of two (the stages use f, 2f, 4f, 8f), got {cfg.filters}"
         )
-    for name in ("latent", "epochs", "n_samples", "gmm_components"):
+    for name in ("latent", "epochs", "n_samples", "gmm_components", "gmm_max_iter"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name}: must be at least 1, got {getattr(cfg, name)}")
     if cfg.batch_size < 2:
@@ -215,10 +232,14 @@ def validate(cfg: TrialConfig) -> TrialConfig:
         raise ValueError(f"lr: must be > 0, got {cfg.lr}")
     if cfg.model == "vae" and not cfg.beta > 0:
         raise ValueError(f"beta: a VAE needs a KL weight > 0, got {cfg.beta}")
-    if cfg.model == "dae" and cfg.beta != FIELDS["beta"].default:
+    if not 0 < cfg.bn_momentum <= 1:
         raise ValueError(
-            "beta: only a VAE has a KL term; leave beta at its default for model='dae'"
+            f"bn_momentum: must be in (0, 1] (PyTorch's convention), got {cfg.bn_momentum}"
         )
+    if not cfg.bn_eps > 0:
+        raise ValueError(f"bn_eps: must be > 0, got {cfg.bn_eps}")
+    if cfg.model == "dae":  # no KL term: a grid-wide --set beta=... reaches the VAEs only
+        cfg = dataclasses.replace(cfg, **{name: FIELDS[name].default for name in VAE_ONLY})
     if cfg.model == "vae" and cfg.latent_norm != "none":
         raise ValueError(
             "latent_norm: normalising the latent is a DAE experiment; "

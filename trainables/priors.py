@@ -30,6 +30,21 @@ def sample_standard_normal(dim: int, n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, dim))
 
 
+def sample_midpoints(codes: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Midpoints of n random pairs of distinct codes: decoded, they test hypothesis 1 directly.
+
+    A latent space that is smooth between encoded images decodes the midpoint of two of them to a
+    plausible image; a patchy one decodes it to something off the data manifold.
+    """
+    codes = np.asarray(codes, dtype=np.float64)
+    if len(codes) < 2:
+        raise ValueError(f"midpoints need at least 2 codes, got {len(codes)}")
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, len(codes), n)
+    second = (first + rng.integers(1, len(codes), n)) % len(codes)  # never the same code
+    return (codes[first] + codes[second]) / 2
+
+
 @dataclass(frozen=True)
 class MVG:
     mean: np.ndarray  # (d,)

