@@ -181,7 +181,7 @@ def test_torch_gmm_follows_the_specs_stopping_rule(curved_codes):
 
 
 def test_midpoints_are_halfway_between_two_distinct_codes():
-    """Code i is 2**i: twice a midpoint is 2**i + 2**j, which has two bits set exactly when i != j."""
+    """Code i is 2**i: twice a midpoint is 2**i + 2**j, with two bits set exactly when i != j."""
     codes = 2.0 ** np.arange(10)[:, None]
     mids = priors.sample_midpoints(codes, 2000, seed=3)
     sums = (2 * mids[:, 0]).astype(int)
