@@ -48,7 +48,8 @@ def inception(device: torch.device):
     """(extractor, label): the real FID network if its weights are on disk, else the same network
     with random weights (identical cost; its distances are not FID)."""
     try:
-        return get_extractor("inception-fid", device, cache_dir=""), "FID Inception, real weights"
+        extractor = get_extractor("inception-fid", device, cache_dir="")
+        return extractor, f"FID Inception, real weights ({extractor.weights_source})"
     except WeightsMissing:
         return get_extractor(
             "inception-fid", device, "", random_weights=True

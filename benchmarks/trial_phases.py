@@ -50,8 +50,10 @@ def cifar10_or_random(folder: Path) -> tuple[dict, str]:
 def fid_weights_or_random(folder: Path) -> str:
     """Point DAE_FID_WEIGHTS at a random-weights file in the real layout when the real weights are
     missing."""
-    if features.fid_weights_path().is_file():
-        return "FID Inception, real weights"
+    try:
+        return f"FID Inception, real weights ({features.find_fid_weights().source})"
+    except features.WeightsMissing:
+        pass
     path = folder / features.FID_WEIGHTS_FILE
     torch.save(features.random_inception_state_dict(), path)
     os.environ["DAE_FID_WEIGHTS"] = str(path)

@@ -194,11 +194,11 @@ def _datasets(trials: list[TrialConfig]) -> set[tuple[str, Path]]:
 def _download_inputs(trials: list[TrialConfig]) -> None:
     for name, root in sorted(_datasets(trials)):
         data.download(name, root)
-    if (
-        any(cfg.feature_extractor == "inception-fid" for cfg in trials)
-        and not features.fid_weights_path().is_file()
-    ):
-        features.download_fid_weights()
+    if any(cfg.feature_extractor == "inception-fid" for cfg in trials):
+        try:
+            features.find_fid_weights()  # either source will do
+        except features.WeightsMissing:
+            features.download_fid_weights()
 
 
 def _print_plan(args: argparse.Namespace, trials: list[TrialConfig], done: set[str]) -> None:

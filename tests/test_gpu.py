@@ -44,7 +44,7 @@ def setup(overrides: dict, bf16: bool = False, channels_last: bool = False):
         model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
     optimizer = adam([p for p in model.parameters() if p.requires_grad], LRS[0], fused=True)
-    loss_of = batch_loss(model, cfg.beta if cfg.model == "vae" else 0.0, bf16)
+    loss_of = batch_loss(model, cfg.beta if cfg.model == "vae" else 0.0, bf16, cfg.bce_reduction)
     return model, optimizer, loss_of, images
 
 

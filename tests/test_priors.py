@@ -137,6 +137,23 @@ def test_torch_gmm_is_scikit_learns_fit(curved_codes):
     )  # the tolerance means something
 
 
+def test_max_iter_stops_both_backends_alike_and_is_recorded(curved_codes):
+    """The reference's cap on EM iterations reaches both backends: capped below what convergence
+    needs (~25 iterations here), both stop at the cap, unconverged, with the same fit."""
+    train, held_out = curved_codes
+    capped = {
+        backend: priors.fit_gmm(train, components=5, seed=0, backend=backend, max_iter=3)
+        for backend in ("sklearn", "torch")
+    }
+    assert {(fit.n_iter, fit.converged) for fit in capped.values()} == {(3, False)}
+    assert capped["torch"].model.score(held_out) == pytest.approx(
+        capped["sklearn"].model.score(held_out), rel=1e-9
+    )
+    default = priors.fit_gmm(train, components=5, seed=0, backend="torch")
+    assert default.converged and default.n_iter > 3
+    assert default.model.tol == priors.GMM_TOL == 1e-3 and default.model.max_iter == 2000
+
+
 def test_torch_gmm_records_failures_like_scikit_learn():
     rng = np.random.default_rng(0)
     big = rng.standard_normal((200, 1)) * 1e6

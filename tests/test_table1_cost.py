@@ -8,6 +8,7 @@ import pytest
 
 from study.grids import expand
 from trainables.config import make_config
+from trainables.schema import SCORED_SETS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed
 from benchmarks.table1_cost import Measured, model_key  # noqa: E402
@@ -37,8 +38,9 @@ def test_a_trials_seconds_follow_from_the_measurements():
     )
     seconds = measured.trial_seconds(cifar10)
     assert seconds["train"] == pytest.approx(2.0 + 100 * 391 * 0.01)  # 50,000 = 390 x 128 + 80
-    assert seconds["encode"] == pytest.approx((50_000 + 10_000 + 5 * 10_000) * 1e-4)
-    assert seconds["score"] == pytest.approx(5 * 10_000 * 1e-3)
+    sets = len(SCORED_SETS)  # Train R, Test R, N(0,I), MVG, GMM, Interp
+    assert seconds["encode"] == pytest.approx((50_000 + 10_000 + sets * 10_000) * 1e-4)
+    assert seconds["score"] == pytest.approx(sets * 10_000 * 1e-3)
     assert seconds["prior"] == pytest.approx(6.0)  # halfway from 16 to 1024
     celeba_prior = measured.trial_seconds(celeba)["prior"]
     assert celeba_prior == pytest.approx((1.0 + 10 * 112 / 1008) * 162_770 / 50_000)

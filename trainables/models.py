@@ -3,14 +3,15 @@
 Reading order: Encoder, Decoder, AutoEncoder, build_model. Shapes are for CIFAR-10 (3x32x32) with f
 filters; CelebA (3x64x64) has 5x5 kernels, a 4x4 map before the latent and one more decoder stage.
 
-Choices where the paper is silent (see README, "Architecture"):
-- the decoder's linear layer maps to 8x8x8f (equal to the reference RAE code's 8x8x1024 at f=128);
+Choices where the paper is silent (see README, "Architecture" and "Choices"):
+- config `decoder_width`: the decoder's linear layer maps to 8x8x1024 as the reference RAE code's
+  Dense(8*8*1024) does ("1024"), or to 8x8x8f ("8f"); the two agree at f=128;
 - depth d repeats each encoder stage's conv d times, the stride-2 conv last; decoder stages mirror
   the encoder stage of the same width, the stride-2 transposed conv first;
 - weights start as in Keras (Glorot-uniform, zero bias), since the paper trained in TensorFlow and
-  the frozen-latent experiment keeps that init; batch norm keeps PyTorch's running-average momentum
-  (0.1): Keras' 0.99 needs thousands of steps to settle, and on the digits default (11 steps an
-  epoch) its eval-mode reconstructions were 65% worse in BCE than in training.
+  the frozen-latent experiment keeps that init; every batch norm takes the config's `bn_momentum`
+  (PyTorch's convention: Keras' 0.99 is 0.01) and `bn_eps`;
+- config `bce_reduction` (VAE only): how reconstruction_loss reduces the BCE before beta * KL.
 """
 
 import torch
@@ -22,6 +23,7 @@ from trainables.data import DATASETS
 
 KERNEL_BY_SIZE = {32: 4, 64: 5}  # the paper: 4x4 kernels for CIFAR-10, 5x5 for CelebA
 DECODER_START = 8  # the decoder's linear layer reshapes to 8x8
+FIXED_DECODER_CHANNELS = 1024  # decoder_width "1024": the reference RAE code's Dense(8*8*1024)
 
 
 def _batch_norm(channels: int, dims: int = 2) -> nn.Module:
@@ -82,15 +84,22 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z (B,latent) -> linear -> (B,8f,8,8) -> 4f (16x16) -> 2f (32x32) [-> f (64x64)] -> logits."""
+    """z (B,latent) -> linear -> (B,S,8,8) -> 4f (16x16) -> 2f (32x32) [-> f (64x64)] -> logits;
+    S, the start channels, is 1024 or 8f (config decoder_width)."""
 
     def __init__(
-        self, channels: int, size: int, filters: int, stage_depths: tuple[int, ...], latent: int
+        self,
+        channels: int,
+        size: int,
+        filters: int,
+        stage_depths: tuple[int, ...],
+        latent: int,
+        start_channels: int,
     ):
         super().__init__()
         kernel = KERNEL_BY_SIZE[size]
         n_up = (size // DECODER_START).bit_length() - 1  # 2 for 32x32, 3 for 64x64
-        c = filters * 2 ** (len(stage_depths) - 1)  # 8f
+        c = start_channels
         self.start_channels = c
         self.linear = nn.Linear(latent, c * DECODER_START * DECODER_START)
         layers = []
@@ -105,7 +114,7 @@ class Decoder(nn.Module):
         self.convs = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.linear(z).view(-1, self.start_channels, DECODER_START, DECODER_START)  # (B,8f,8,8)
+        h = self.linear(z).view(-1, self.start_channels, DECODER_START, DECODER_START)  # (B,S,8,8)
         return self.convs(h)  # (B,C,size,size) logits; sigmoid gives the image
 
 
@@ -120,12 +129,18 @@ class AutoEncoder(nn.Module):
         self.noise_std = cfg.noise_std
         out_dim = 2 * cfg.latent if self.variational else cfg.latent  # VAE: mean and log-variance
         self.encoder = Encoder(channels, size, cfg.filters, cfg.stage_depths, out_dim)
-        self.decoder = Decoder(channels, size, cfg.filters, cfg.stage_depths, cfg.latent)
+        self.decoder = Decoder(
+            channels, size, cfg.filters, cfg.stage_depths, cfg.latent, decoder_start_channels(cfg)
+        )
         self.latent_norm = nn.Identity()
         if cfg.latent_norm == "bn":
             self.latent_norm = _batch_norm(cfg.latent, dims=1)
         elif cfg.latent_norm == "ln":
             self.latent_norm = nn.LayerNorm(cfg.latent)
+        for module in self.modules():  # every batch norm, the latent one included
+            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                module.momentum = cfg.bn_momentum
+                module.eps = cfg.bn_eps
         self.apply(_keras_init)
         if cfg.latent_norm == "sn":
             nn.utils.parametrizations.spectral_norm(self.encoder.latent_layer)
@@ -159,16 +174,38 @@ class AutoEncoder(nn.Module):
         return self.decoder(z), kl
 
 
+def decoder_start_channels(cfg: TrialConfig) -> int:
+    """The channels of the decoder's 8x8 start: 1024 fixed, or the encoder's last width 8f."""
+    if cfg.decoder_width == "1024":
+        return FIXED_DECODER_CHANNELS
+    return cfg.filters * 2 ** (len(cfg.stage_depths) - 1)
+
+
 def _keras_init(module: nn.Module) -> None:
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.xavier_uniform_(module.weight)
         nn.init.zeros_(module.bias)
 
 
-def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-image binary cross-entropy summed over pixels, from logits for numerical stability."""
+def reconstruction_loss(
+    logits: torch.Tensor, x: torch.Tensor, reduction: str = "sum"
+) -> torch.Tensor:
+    """Per-image binary cross-entropy (B,), from logits in fp32 for numerical stability.
+
+    reduction (config bce_reduction): "sum" over every pixel and channel; "channel-mean" sums over
+    height and width and averages over channels (the Keras VAE example, the RAE code); "mean"
+    averages over all of them (Keras' default). Against "sum", a VAE's beta weighs C or C*H*W
+    times more.
+    """
     bce = F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none")
-    return bce.flatten(1).sum(dim=1)
+    total = bce.flatten(1).sum(dim=1)  # (B,)
+    if reduction == "sum":
+        return total
+    if reduction == "channel-mean":
+        return total / x.shape[1]
+    if reduction == "mean":
+        return total / x[0].numel()
+    raise ValueError(f"bce_reduction: {reduction!r} is not one of sum, channel-mean, mean")
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -77,7 +77,6 @@ RESULT_COLUMNS = {
     "torch_version": str,
     "hostname": str,
     "device": str,
-    "precision": str,  # fp32 | bf16: what the training forward ran in
     "compiled": bool,  # whether the training forward ran under torch.compile
     "train_loop": str,  # fast | plain (the DataLoader baseline)
     "train_step": str,  # graph | eager: how each training step ran

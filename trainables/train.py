@@ -8,9 +8,9 @@ Two batch sources feed one training step (config `train_loop`):
 - plain: the loop it is measured against (benchmarks/throughput.py) and checked equal to
   (tests/test_fastpath.py): a torchvision-style Dataset and DataLoader on the host, one
   host-to-device copy per batch, default layout, fed the same permutation as the fast loop.
-Both sync the loss to the host once per epoch. `precision` picks bf16 autocast (default on CUDA)
-or fp32 for the forward; the loss is always computed in fp32 from the logits. `compile` wraps
-forward + loss in torch.compile.
+Both sync the loss to the host once per epoch. `precision` (part of the trial's identity) picks
+bf16 autocast or fp32 for the forward, on CUDA or CPU alike; the loss is always computed in fp32
+from the logits. `compile` wraps forward + loss in torch.compile.
 """
 
 import functools
@@ -40,7 +40,6 @@ class TrainResult:
     diverged_epoch: int | None  # first epoch whose loss was not finite
     seconds: float
     epoch_seconds: list[float]  # per epoch; the first also holds compilation and cuDNN autotuning
-    precision: str  # what the forward ran in: "fp32" or "bf16"
     compiled: bool
 
 
@@ -61,15 +60,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """auto: bf16 autocast where it pays (CUDA tensor cores), fp32 elsewhere."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
-
-
 def train(model: AutoEncoder, images: torch.Tensor, cfg: TrialConfig) -> TrainResult:
-    """Adam on summed-pixel BCE (+ beta*KL for a VAE), batch-averaged, on the model's device."""
+    """Adam on per-image BCE (+ beta*KL for a VAE), batch-averaged, on the model's device."""
     start = time.perf_counter()
     device = next(model.parameters()).device
     fast_cuda = device.type == "cuda" and cfg.train_loop == "fast"
@@ -79,8 +71,7 @@ def train(model: AutoEncoder, images: torch.Tensor, cfg: TrialConfig) -> TrainRe
     params = [p for p in model.parameters() if p.requires_grad]
     lr = learning_rate(0, cfg.epochs, cfg.lr)
     optimizer = torch.optim.Adam(params, lr=lr, eps=1e-7, fused=fast_cuda)  # eps: Keras' epsilon
-    precision = resolve_precision(cfg.precision, device)
-    step = _make_step(model, optimizer, cfg, precision)
+    step = _make_step(model, optimizer, cfg)
 
     losses: list[float] = []
     epoch_seconds: list[float] = []
@@ -103,18 +94,19 @@ def train(model: AutoEncoder, images: torch.Tensor, cfg: TrialConfig) -> TrainRe
 
     diverged = None if math.isfinite(losses[-1]) else len(losses) - 1
     seconds = time.perf_counter() - start
-    return TrainResult(losses, diverged, seconds, epoch_seconds, precision, cfg.compile)
+    return TrainResult(losses, diverged, seconds, epoch_seconds, cfg.compile)
 
 
-def _make_step(model: AutoEncoder, optimizer, cfg: TrialConfig, precision: str) -> Step:
+def _make_step(model: AutoEncoder, optimizer, cfg: TrialConfig) -> Step:
     """One Adam step on a batch of images in [0,1]: forward, fp32 loss, backward, update."""
     device_type = next(model.parameters()).device.type
     beta = cfg.beta if cfg.model == "vae" else 0.0
 
     def objective(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
             logits, kl = model(x)
-        return (reconstruction_loss(logits, x) + beta * kl.float()).mean()  # fp32 from the logits
+        recon = reconstruction_loss(logits, x, cfg.bce_reduction)  # fp32 from the logits
+        return (recon + beta * kl.float()).mean()
 
     loss_of = objective
     if cfg.compile:

@@ -80,7 +80,7 @@ def _execute(cfg: TrialConfig, row: dict) -> None:
     with phase(row, "train"):
         result = train(model, train_images, cfg)
     row.update(loss_history=result.losses, train_loss=result.losses[-1])
-    row.update(precision=result.precision, compiled=result.compiled, train_loop=cfg.train_loop)
+    row.update(compiled=result.compiled, train_loop=cfg.train_loop)
     if result.diverged_epoch is not None:
         row.update(
             status="diverged",
@@ -106,7 +106,9 @@ def _evaluate(
 
     with phase(row, "prior"):
         mvg = priors.fit_mvg(train_np)
-        gmm = priors.fit_gmm(train_np, cfg.gmm_components, cfg.seed, cfg.gmm_backend, device)
+        gmm = priors.fit_gmm(
+            train_np, cfg.gmm_components, cfg.seed, cfg.gmm_backend, device, cfg.gmm_max_iter
+        )
         row.update(_fit_columns(mvg, gmm))
         row.update(priors.gaussianity(test_np, mvg, gmm))
         row.update(_code_sample(train_np, cfg.seed))
@@ -126,7 +128,7 @@ def _evaluate(
     with phase(row, "score"):
         extractor = features.get_extractor(cfg.feature_extractor, device, cfg.cache_path)
         ref_stats = features.reference_stats(cfg.dataset, reference, extractor, cfg.cache_path)
-    row.update(n_reference=len(reference), n_scored=n)
+    row.update(n_reference=len(reference), n_scored=n, fid_weights_source=extractor.weights_source)
     for name, z in codes.items():
         if z is None:  # the GMM could not be fitted: gmm_error says why
             continue
