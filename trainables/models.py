@@ -130,7 +130,7 @@ class AutoEncoder(nn.Module):
         out_dim = 2 * cfg.latent if self.variational else cfg.latent  # VAE: mean and log-variance
         self.encoder = Encoder(channels, size, cfg.filters, cfg.stage_depths, out_dim)
         self.decoder = Decoder(
-            channels, size, cfg.filters, cfg.stage_depths, cfg.latent, decoder_start_channels(cfg)
+            channels, size, cfg.filters, cfg.stage_depths, cfg.latent, _decoder_start_channels(cfg)
         )
         self.latent_norm = nn.Identity()
         if cfg.latent_norm == "bn":
@@ -174,7 +174,7 @@ class AutoEncoder(nn.Module):
         return self.decoder(z), kl
 
 
-def decoder_start_channels(cfg: TrialConfig) -> int:
+def _decoder_start_channels(cfg: TrialConfig) -> int:
     """The channels of the decoder's 8x8 start: 1024 fixed, or the encoder's last width 8f."""
     if cfg.decoder_width == "1024":
         return FIXED_DECODER_CHANNELS

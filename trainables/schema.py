@@ -45,7 +45,7 @@ RESULT_COLUMNS = {
     "n_train": int,
     "n_test": int,
     "train_loss": float,
-    "train_recon_bce": float,
+    "train_recon_bce": float,  # per-image BCE summed over pixels, whatever bce_reduction
     "test_recon_bce": float,
     "loss_history": list[float],
     "encoder_params": int,

@@ -155,7 +155,10 @@ def _fit_columns(mvg: priors.MVG, gmm: priors.GMMFit) -> dict:
 
 @torch.no_grad()
 def _encode(model, images: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """-> (codes (N, latent) float32 on the device, mean per-image reconstruction BCE)."""
+    """-> (codes (N, latent) float32 on the device, mean per-image reconstruction BCE).
+
+    The BCE is summed over each image's pixels whatever the VAE trained on (bce_reduction), so the
+    row's BCE columns compare across readings."""
     codes = []
     bce = 0.0
     for batch in images.split(EVAL_BATCH):
