@@ -22,12 +22,12 @@ from analysis.results import (
 from analysis.tables import (
     SORTED_CURVES,
     TABLE_2_KEYS,
-    _beside,
-    _paper_optima,
-    _span,
+    beside,
+    paper_optima,
     readable_curves,
     replicate_means,
     sort_rows,
+    span,
 )
 from trainables.config import VAE_ONLY
 from trainables.schema import SAMPLERS
@@ -83,7 +83,7 @@ def make_readings_table(ok: pd.DataFrame) -> pd.DataFrame:
     )
     paper = published.table_2()
     paper = paper[(paper["model"] == "VAE") & (paper["filters"] == READINGS_FILTERS)]
-    table = _beside(ours, paper, TABLE_2_KEYS, list(published.PUBLISHED_SETS))
+    table = beside(ours, paper, TABLE_2_KEYS, list(published.PUBLISHED_SETS))
     diffs = table[[f"{name}_diff" for name in published.PUBLISHED_SETS]].abs()
     table = table.assign(mean_abs_diff=diffs.mean(axis=1))
     front = ["dataset", "bce_reduction", "beta"]
@@ -101,7 +101,7 @@ def make_gap_table(ok: pd.DataFrame) -> pd.DataFrame:
     paper = published.table_2()
     paper = paper[paper["model"].isin(["DAE", "VAE"])]
     paper = paper.assign(gap=paper["fd_mvg"] - paper["fd_gmm"])
-    return _beside(ours, paper, TABLE_2_KEYS, ["gap"])
+    return beside(ours, paper, TABLE_2_KEYS, ["gap"])
 
 
 def _named(quantity: str, mean: str) -> dict:
@@ -153,7 +153,7 @@ def make_parameter_table(ok: pd.DataFrame) -> pd.DataFrame:
     table = (
         counts.groupby(list(CURVE_KEYS), dropna=False)
         .agg(
-            latents=("latent", _span),
+            latents=("latent", span),
             **{
                 f"{part}_{end}": (f"{part}_params", end) for part in PARTS for end in ("min", "max")
             },
@@ -269,7 +269,7 @@ def _paper_differences() -> pd.DataFrame:
     frames = []
     for at, paper in (
         ("comparison latent", published.table_2()),
-        ("optimum", _paper_optima()),
+        ("optimum", paper_optima()),
     ):
         for sampler in SAMPLERS:
             rows = paper if at == "comparison latent" else paper[paper["best_for"] == sampler]

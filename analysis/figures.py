@@ -9,11 +9,11 @@ replicates, the line is their mean and the band (or bar) its 95% t-interval.
 One figure never mixes protocols. Each figure encodes some curve fields in its legend (Figure 1:
 model and filters) or picks one value of them itself (the scatter plots: one width); its curves are
 split by every other curve field where they depart from their dataset's default config
-(results.departures) and by metric, into one figure per setting. The
-setting closest to the default keeps the plain file name; every other one gets a suffix naming its
-departures, e.g. figure_1_digits__epochs-2.png. The setting and the precision are in the title, and
-where the curves of one figure differ in precision, it is in their labels too. A GMM score whose fit
-did not converge is ringed in red.
+(results.departures) and by metric, into one figure per setting. The setting closest to the
+default keeps the plain file name; every other one gets a suffix naming where it differs from that
+one, e.g. figure_1_digits__epochs-2.png. The setting and the precision are in the title, and where
+the curves of one figure differ in precision, it is in their labels too. A GMM score whose fit did
+not converge is ringed in red.
 """
 
 import functools
@@ -28,6 +28,7 @@ from analysis.optimum import KEYS, latent_stats, replicate_stats
 from analysis.results import (
     DATASET_NAMES,
     PLAIN,
+    as_text,
     at_comparison_latent,
     baseline,
     departures,
@@ -38,7 +39,7 @@ from analysis.results import (
     slug,
 )
 from analysis.tables import GAUSSIANITY, make_gaussianity_table
-from trainables.config import TrialConfig
+from trainables.config import CURVE_FIELDS, TrialConfig
 from trainables.schema import SAMPLERS, SCORED_SETS
 
 matplotlib.use("Agg")  # files only; the figures are Figure objects and never go through pyplot
@@ -89,41 +90,50 @@ def _per_setting(rows: pd.DataFrame, encoded: tuple, title: str, needs: str, dra
 
     A setting is a metric and the departures from the dataset's default config in every curve field
     but the `encoded` ones. The drawable setting with the fewest departures (FID first, then the
-    most rows) keeps the plain file name; the others are suffixed with their departures, and their
-    metric where it differs from that one's. Needs(needs) when no setting can be drawn."""
+    most rows) is the main one and keeps the plain file name; each other one is suffixed with the
+    fields where it differs from the main one ('__epochs-2', '__lr-default'), and its metric where
+    that differs. Needs(needs) when no setting can be drawn."""
     _require(rows, needs)
-    setting = per_curve(rows, lambda curve: (curve["metric"], *departures(curve, encoded)))
+    setting = per_curve(rows, lambda curve: (curve["metric"], *departures(curve, encoded).items()))
     groups = sorted(
         rows.groupby(setting, sort=False),
         key=lambda item: (len(item[0]), item[0][0] != "FID", -len(item[1]), item[0]),
     )
     drawn = []
-    main_metric = None
+    main = None
     for (metric, *changed), group in groups:
         try:
             figure = draw(group)
         except Needs:
             continue
-        suffix = ""
-        if main_metric is None:
-            main_metric = metric
-        else:
-            parts = [*changed, *([metric] if metric != main_metric else [])]
-            suffix = "".join(f"__{slug(part)}" for part in parts)
+        changed = dict(changed)
+        main = main or (metric, changed)
         text = _setting_text(group, changed)
         figure.suptitle(f"{title}\n{text}")
-        drawn.append((suffix, text, figure))
+        drawn.append((_suffix(metric, changed, *main), text, figure))
     if not drawn:
         raise Needs(needs)
     return drawn
 
 
-def _setting_text(rows: pd.DataFrame, changed: list[str]) -> str:
+def _suffix(metric: str, changed: dict, main_metric: str, main_changed: dict) -> str:
+    """'' for the main setting; else '__field-value' for each field where a setting differs from it
+    ('__field-default' where only the main one departs), then its metric if that differs."""
+    parts = [
+        f"{field}={changed.get(field, 'default')}"
+        for field in CURVE_FIELDS
+        if changed.get(field) != main_changed.get(field)
+    ]
+    parts += [metric] if metric != main_metric else []
+    return "".join(f"__{slug(part)}" for part in parts)
+
+
+def _setting_text(rows: pd.DataFrame, changed: dict) -> str:
     """e.g. 'paper protocol; precision fp32' or 'epochs=2; precision in the labels'."""
     default = "paper protocol" if set(rows["dataset"]) <= set(PAPER_DATASETS) else "default config"
     precisions = _precisions(rows)
     precision = f"precision {precisions[0]}" if len(precisions) == 1 else "precision in the labels"
-    return f"{', '.join(changed) or default}; {precision}"
+    return f"{', '.join(as_text(changed)) or default}; {precision}"
 
 
 def _precisions(rows: pd.DataFrame) -> list[str]:
@@ -190,7 +200,7 @@ def _score_figure(rows: pd.DataFrame, panels: list[list[str]], style, marks=()) 
                 _ring_unconverged(ax, points["latent"], points["mean"], points["gmm_unconverged"])
             for name, _, latent, score in (mark for mark in marks if mark[1] == sampler):
                 ax.plot([latent], [score], "x", markersize=9, mew=2, label=f"{name} (paper)")
-        _latent_axis(ax, stats["latent"])
+        _log2_axis(ax, stats["latent"], "latent units")
         names = " / ".join(SAMPLERS[s] for s in samplers)
         ax.set(
             title=f"{names} samples", ylabel=f"{metric} ({names})" if len(samplers) == 1 else metric
@@ -199,20 +209,13 @@ def _score_figure(rows: pd.DataFrame, panels: list[list[str]], style, marks=()) 
     return fig
 
 
-def _latent_axis(ax, latents) -> None:
-    ticks = sorted(set(int(latent) for latent in latents))
+def _log2_axis(ax, values, name: str) -> None:
+    """A log2 x axis ticked at the values measured."""
+    ticks = sorted(set(int(value) for value in values))
     ax.set_xscale("log", base=2)
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()
-    ax.set_xlabel("latent units (log scale)")
-
-
-def _width_axis(ax, filters) -> None:
-    ticks = sorted(set(int(f) for f in filters))
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(ticks, [str(t) for t in ticks])
-    ax.minorticks_off()
-    ax.set_xlabel("filters (log scale)")
+    ax.set_xlabel(f"{name} (log scale)")
 
 
 def _model_line(curve: dict, sampler: str) -> tuple[str, dict]:
@@ -379,15 +382,13 @@ def noise_recon(ok: pd.DataFrame, dataset: str) -> Drawn:
             for key, points in stats.groupby(["latent", "precision"], dropna=False):
                 latent = key[0]
                 suffix, marker = _precision_style(dict(precision=key[1]), group)
-                points = points.sort_values("noise_std")
-                ax.errorbar(
-                    points["noise_std"],
-                    points["mean"],
-                    yerr=(points["mean"] - points["ci_low"]).fillna(0),
+                _mean_line(
+                    ax,
+                    points.sort_values("noise_std"),
+                    "noise_std",
+                    f"latent {latent}{suffix}",
                     color=colours[latents.index(latent)],
-                    capsize=3,
-                    **{"marker": "o", "markersize": 4, **marker},
-                    label=f"latent {latent}{suffix}",
+                    **{"markersize": 4, **marker},
                 )
             ylabel = f"{metric_name(group)} ({name})" if column.startswith("fd_") else name
             ax.set(title=name, xlabel="std of the noise at the decoder input", ylabel=ylabel)
@@ -402,6 +403,14 @@ def noise_recon(ok: pd.DataFrame, dataset: str) -> Drawn:
     return _per_setting(rows, ("noise_std",), title, needs, draw)
 
 
+def _mean_line(ax, points: pd.DataFrame, x: str, label: str, **style) -> None:
+    """A stats frame's means against column x, their t-intervals as error bars (none for n=1)."""
+    yerr = (points["mean"] - points["ci_low"]).fillna(0)
+    ax.errorbar(
+        points[x], points["mean"], yerr=yerr, capsize=3, label=label, **{"marker": "o", **style}
+    )
+
+
 def _against_width(ax, stats: pd.DataFrame, rows: pd.DataFrame, paper=None) -> None:
     """One line per model (DAE dotted, VAE solid) of a per-curve stats frame against filters; the
     paper's values (model -> {filters: value}) as crosses."""
@@ -409,15 +418,14 @@ def _against_width(ax, stats: pd.DataFrame, rows: pd.DataFrame, paper=None) -> N
         model = key[0]
         suffix, marker = _precision_style(dict(precision=key[1]), rows)
         points = points.sort_values("filters")
-        ax.errorbar(
-            points["filters"],
-            points["mean"],
-            yerr=(points["mean"] - points["ci_low"]).fillna(0),
+        _mean_line(
+            ax,
+            points,
+            "filters",
+            f"{model.upper()}{suffix}",
             color="blue" if model == "dae" else "red",
             linestyle=MODEL_STYLES.get(model, "-"),
-            capsize=3,
-            **{"marker": "o", **marker},
-            label=f"{model.upper()}{suffix}",
+            **marker,
         )
         _ring_unconverged(ax, points["filters"], points["mean"], points["gmm_unconverged"])
     for model, values in (paper or {}).items():
@@ -430,7 +438,7 @@ def _against_width(ax, stats: pd.DataFrame, rows: pd.DataFrame, paper=None) -> N
             color="blue" if model == "DAE" else "red",
             label=f"{model} (paper)",
         )
-    _width_axis(ax, stats["filters"])
+    _log2_axis(ax, stats["filters"], "filters")
     ax.legend(fontsize="x-small")
 
 
@@ -439,7 +447,9 @@ def _width_rows(ok: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 
 def _two_widths(group: pd.DataFrame, needs: str) -> pd.DataFrame:
-    if group.groupby("model")["filters"].nunique().max() < 2:
+    """The rows, if some model has 2 or more filter widths among them; else Needs."""
+    widths = group.groupby("model")["filters"].nunique()
+    if widths.empty or widths.max() < 2:
         raise Needs(needs)
     return group
 

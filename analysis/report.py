@@ -238,6 +238,7 @@ def _counts(values: pd.Series) -> str:
 
 
 def _readme(store: Path, rows: pd.DataFrame, ok: pd.DataFrame, made: list, missing: list) -> str:
+    sources = ok.loc[ok["metric"] == "FID", "fid_weights_source"].fillna("unrecorded")
     lines = [
         "# dae-study report",
         "",
@@ -246,6 +247,10 @@ def _readme(store: Path, rows: pd.DataFrame, ok: pd.DataFrame, made: list, missi
         "per curve, with their errors, in `status.md`.",
         f"Ok rows by metric: {_counts(ok['metric']) or 'none'}. Only FID rows (Inception features)"
         " are set beside the paper's numbers; FD (digits-cnn) is a different feature space.",
+        *(
+            [f"FID rows by the source of their Inception weights: {_counts(sources)}."]
+            * any(sources)
+        ),
         f"Ok rows by training precision: {_counts(ok['precision'].fillna('unrecorded')) or 'none'}."
         " Curves of different precision are never pooled: tables have a precision column, and"
         " figures say it in the title, or in the labels where their curves differ.",
@@ -254,9 +259,9 @@ def _readme(store: Path, rows: pd.DataFrame, ok: pd.DataFrame, made: list, missi
         "(gmm_unconverged counts them) and ringed in red in the figures.",
         "Figures never mix protocols: a figure's curves are split by every curve field its legend "
         "does not show and where they depart from the dataset's default config, one file per "
-        "setting. The setting closest to the default keeps the plain name; the others are suffixed"
-        " with their departures (e.g. `figure_1_digits__epochs-2.png`), and each title names its "
-        "setting.",
+        "setting. The setting closest to the default keeps the plain name; each other one is "
+        "suffixed with the fields where it differs from that one (e.g. "
+        "`figure_1_digits__epochs-2.png`), and each title names its setting.",
         "",
         "## Made",
         "",

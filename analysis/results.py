@@ -102,15 +102,20 @@ def _text(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def departures(curve, shown=()) -> list[str]:
-    """'field=value' for every curve field where a curve departs from its dataset's default config,
-    but those in `shown` and the precision (both named elsewhere)."""
+def departures(curve, shown=()) -> dict[str, str]:
+    """{field: value as text} for every curve field where a curve departs from its dataset's
+    default config, in CURVE_FIELDS order, but those in `shown` and the precision (both named
+    elsewhere)."""
     defaults = _dataset_defaults(curve["dataset"])
-    return [
-        f"{field}={_text(curve[field])}"
+    return {
+        field: _text(curve[field])
         for field in CURVE_FIELDS
         if field not in (*shown, "precision") and curve[field] != defaults[field]
-    ]
+    }
+
+
+def as_text(changed: dict[str, str]) -> list[str]:
+    return [f"{field}={value}" for field, value in changed.items()]
 
 
 def protocol(curve, shown=()) -> str:
@@ -118,7 +123,7 @@ def protocol(curve, shown=()) -> str:
     CelebA) / another dataset's default config."""
     changed = departures(curve, shown)
     if changed:
-        return ", ".join(changed)
+        return ", ".join(as_text(changed))
     return "paper" if curve["dataset"] in published.COMPARISON_LATENT else "default"
 
 
@@ -160,7 +165,7 @@ def at_comparison_latent(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return rows
     shown = ("model", "filters", *VAE_ONLY)
-    setting = per_curve(rows, lambda c: (c["dataset"], c["metric"], *departures(c, shown)))
+    setting = per_curve(rows, lambda c: (c["dataset"], c["metric"], *departures(c, shown).items()))
     keep = []
     for (dataset, *_), group in rows.groupby(setting, sort=False):
         latent = published.COMPARISON_LATENT.get(dataset)

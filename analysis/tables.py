@@ -69,7 +69,7 @@ def make_table_2(ok: pd.DataFrame) -> pd.DataFrame:
     depth 1."""
     rows = baseline(ok, latent_norm=("none", "bn"))
     rows = rows[rows["latent"] == rows["dataset"].map(published.COMPARISON_LATENT)]
-    table = _beside(
+    table = beside(
         readable_curves(replicate_means(rows), keep=()),
         published.table_2(),
         TABLE_2_KEYS,
@@ -104,16 +104,16 @@ def make_table_3(ok: pd.DataFrame) -> pd.DataFrame:
     )
     ours = optima.merge(means, on=[*KEYS, "latent"]).merge(gmm, on=[*KEYS, "latent"], how="left")
     keys = ["dataset", "filters", "model", "metric", "best_for"]
-    return _beside(
+    return beside(
         readable_curves(ours, keep=()),
-        _paper_optima(),
+        paper_optima(),
         keys,
         ["latent", *TABLE_3_SCORES],
         differences=TABLE_3_SCORES,
     )
 
 
-def _paper_optima() -> pd.DataFrame:
+def paper_optima() -> pd.DataFrame:
     """The paper's best row of each filter width and model for each sampler (the bold cells of
     Table 3).
 
@@ -139,7 +139,7 @@ def readable_curves(
     return add_labels(frame, keep)[[*front, *rest]].rename(columns={"label": "model"})
 
 
-def _beside(ours, paper, keys, quantities, differences=None) -> pd.DataFrame:
+def beside(ours, paper, keys, quantities, differences=None) -> pd.DataFrame:
     """Outer join on keys; `q_ours`, `q_paper` and `q_diff` (ours - paper) for each quantity."""
     strip = {f"fd_{name}": name for name in SCORED_SETS}
     ours = ours.rename(columns=strip)
@@ -184,12 +184,12 @@ def make_gaussianity_table(ok: pd.DataFrame) -> pd.DataFrame:
     table.columns = [f"{column}_{stat}" for column, stat in table.columns]
     return table.assign(
         n=groups.size(),
-        latents=groups["latent"].agg(_span),
+        latents=groups["latent"].agg(span),
         gmm_unconverged=groups["gmm_unconverged"].sum(),
     ).reset_index()
 
 
-def _span(latents: pd.Series) -> str:
+def span(latents: pd.Series) -> str:
     """'32-256', or '128' for a single size."""
     return f"{latents.min()}-{latents.max()}" if latents.nunique() > 1 else str(latents.min())
 
@@ -203,7 +203,7 @@ def make_status_table(rows: pd.DataFrame) -> pd.DataFrame:
     statuses = [*STATUS_ORDER, *sorted(set(counts.columns) - set(STATUS_ORDER))]
     counts = counts.reindex(columns=statuses, fill_value=0)
     table = rows.loc[counts.index, list(CURVE_KEYS)].assign(
-        latents=groups["latent"].agg(_span),
+        latents=groups["latent"].agg(span),
         rows=counts.sum(axis=1),
         **{status: counts[status] for status in statuses},
         errors=groups["error"].agg(_errors),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import published
 from analysis.results import usable
 from trainables.config import make_config
 
@@ -101,6 +102,22 @@ def make_row(
         scored = ("fd_", "code_", "heldout_", "gmm_converged", "gmm_n_iter", "test_r", "train_r")
         row.update(dict.fromkeys([c for c in row if c.startswith(scored)]))
     return row
+
+
+def gap_rows(gap_at_32: float, dataset: str = "cifar10") -> list[dict]:
+    """DAE rows at the comparison latent with MVG - GMM = gap_at_32 - 2 per doubling of filters,
+    three replicates at -1, 0 and +1 around it; one replicate at 64 filters has an unconverged
+    GMM."""
+    latent = published.COMPARISON_LATENT[dataset]
+    rows = []
+    for filters in (32, 64, 128, 256):
+        gap = gap_at_32 - 2 * np.log2(filters / 32)
+        for seed, delta in enumerate((-1.0, 0.0, 1.0)):
+            config = {"dataset": dataset, "filters": filters, "latent": latent, "seed": seed}
+            converged = not (filters == 64 and seed == 0)
+            row = make_row(config, mvg=50.0, gmm_converged=converged)
+            rows.append({**row, "fd_gmm": 50.0 - gap - delta})
+    return rows
 
 
 def curve_rows(curves: list[dict], latents=LATENTS, seeds=(0,)) -> list[dict]:

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from analysis_data import TABLE_1_CURVES, make_row, offset, ok_rows, only
+from analysis_data import TABLE_1_CURVES, gap_rows, make_row, offset, ok_rows, only
 from scipy import stats
 
 from analysis import claims, published
@@ -53,22 +53,6 @@ def test_the_vae_reading_that_reproduces_the_paper_can_be_read_off():
         46.44,
     )
     assert celeba["mean_abs_diff"].idxmin() == "channel-mean" and set(celeba["n"]) == {2}
-
-
-def gap_rows(gap_at_32: float, dataset: str = "cifar10") -> list[dict]:
-    """DAE rows at the comparison latent with MVG - GMM = gap_at_32 - 2 per doubling of filters,
-    three replicates at -1, 0 and +1 around it; one replicate at 64 filters has an unconverged
-    GMM."""
-    latent = published.COMPARISON_LATENT[dataset]
-    rows = []
-    for filters in (32, 64, 128, 256):
-        gap = gap_at_32 - 2 * np.log2(filters / 32)
-        for seed, delta in enumerate((-1.0, 0.0, 1.0)):
-            config = {"dataset": dataset, "filters": filters, "latent": latent, "seed": seed}
-            converged = not (filters == 64 and seed == 0)
-            row = make_row(config, mvg=50.0, gmm_converged=converged)
-            rows.append({**row, "fd_gmm": 50.0 - gap - delta})
-    return rows
 
 
 def test_the_gap_shrinks_with_width_by_the_amount_built_in(tmp_path):

@@ -8,11 +8,11 @@ from analysis_data import (
     INTERP_ABOVE,
     TABLE_1_CURVES,
     curve_rows,
+    gap_rows,
     make_row,
     offset,
     ok_rows,
 )
-from test_analysis_claims import gap_rows
 
 from analysis import figures
 from analysis.results import usable
@@ -252,3 +252,28 @@ def test_no_figure_draws_two_curves_with_one_label(full):
                 assert len(labels) == len(set(labels)), (stem + suffix, labels)
     assert len(names) == len(set(names))
     assert {"figure_1_cifar10__epochs-2", "figure_1_cifar10__bce_reduction-mean"} <= set(names)
+
+
+def test_each_setting_is_named_by_where_it_differs_from_the_main_one():
+    """Without a default-protocol curve the main figure is the epochs=2 one (most rows); a setting
+    at the default epochs then says so."""
+    settings = [
+        ({"epochs": 2}, (32, 64, 128)),
+        ({"lr": 0.01}, (64,)),
+        ({"epochs": 2, "lr": 0.01}, (64,)),
+    ]
+    rows = usable(
+        pd.DataFrame(
+            [
+                row
+                for changed, latents in settings
+                for row in curve_rows([{**DAE_128, **changed}], latents=latents)
+            ]
+        )
+    )
+    drawn = figures.figure_1(rows, "cifar10")
+    assert [(suffix, setting) for suffix, setting, _ in drawn] == [
+        ("", "epochs=2; precision fp32"),
+        ("__epochs-default__lr-0.01", "lr=0.01; precision fp32"),
+        ("__lr-0.01", "epochs=2, lr=0.01; precision fp32"),
+    ]
