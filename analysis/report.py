@@ -247,10 +247,7 @@ def _readme(store: Path, rows: pd.DataFrame, ok: pd.DataFrame, made: list, missi
         "per curve, with their errors, in `status.md`.",
         f"Ok rows by metric: {_counts(ok['metric']) or 'none'}. Only FID rows (Inception features)"
         " are set beside the paper's numbers; FD (digits-cnn) is a different feature space.",
-        *(
-            [f"FID rows by the source of their Inception weights: {_counts(sources)}."]
-            * any(sources)
-        ),
+        f"FID rows by the source of their Inception weights: {_counts(sources) or 'none'}.",
         f"Ok rows by training precision: {_counts(ok['precision'].fillna('unrecorded')) or 'none'}."
         " Curves of different precision are never pooled: tables have a precision column, and"
         " figures say it in the title, or in the labels where their curves differ.",
