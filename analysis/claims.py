@@ -33,6 +33,32 @@ from trainables.config import VAE_ONLY
 from trainables.schema import SAMPLERS
 
 READINGS_FILTERS = 128  # the VAE row of Table 2 the readings are checked against
+PARTS = ("encoder", "decoder")  # of a model, whose parameters are counted
+PAPER_KEYS = ["dataset", "filters", "metric", "sampler", "at"]
+WINNER_COLUMNS = [
+    "dataset",
+    "filters",
+    *VAE_ONLY,
+    "precision",
+    "protocol",
+    "metric",
+    "sampler",
+    "at",
+    "latent_dae",
+    "latent_vae",
+    "mean_dae",
+    "mean_vae",
+    "n_dae",
+    "n_vae",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "interval",
+    "winner",
+    "decided",
+    "paper_difference",
+    "gmm_unconverged",
+]
 
 READINGS_NOTES = [
     "Each VAE loss reading (bce_reduction: BCE summed over pixels, averaged over channels, or "
@@ -174,9 +200,6 @@ def make_parameter_table(ok: pd.DataFrame) -> pd.DataFrame:
     return sort_rows(readable_curves(table), SORTED_CURVES)
 
 
-PARTS = ("encoder", "decoder")
-
-
 def _against(fewest: float, most: float, paper: tuple | None) -> str:
     if paper is None:
         return ""
@@ -230,33 +253,6 @@ def make_winners_table(ok: pd.DataFrame) -> pd.DataFrame:
     table = pairs.merge(_paper_differences(), on=PAPER_KEYS, how="left")
     by = ["dataset", "filters", "protocol", *VAE_ONLY, "at", "sampler"]
     return sort_rows(table[WINNER_COLUMNS], by)
-
-
-PAPER_KEYS = ["dataset", "filters", "metric", "sampler", "at"]
-WINNER_COLUMNS = [
-    "dataset",
-    "filters",
-    *VAE_ONLY,
-    "precision",
-    "protocol",
-    "metric",
-    "sampler",
-    "at",
-    "latent_dae",
-    "latent_vae",
-    "mean_dae",
-    "mean_vae",
-    "n_dae",
-    "n_vae",
-    "difference",
-    "ci_low",
-    "ci_high",
-    "interval",
-    "winner",
-    "decided",
-    "paper_difference",
-    "gmm_unconverged",
-]
 
 
 def _side(row: pd.Series, model: str) -> dict:

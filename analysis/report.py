@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         "--dpi", type=int, default=110, help="resolution of the PNG figures (default: 110)"
     )
     args = parser.parse_args(argv)
+    if args.dpi < 1:
+        parser.error(f"--dpi must be at least 1, got {args.dpi}")
     store = args.store.resolve()
     out = args.out.resolve()
     if out == store or store in out.parents:

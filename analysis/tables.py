@@ -60,6 +60,7 @@ UNCONVERGED_NOTE = (
     f"{UNCONVERGED_MARK}: the GMM fit of gmm_unconverged of the rows behind this value stopped at"
     " gmm_max_iter iterations without converging: the value rests on an unfinished fit."
 )
+SORTED_CURVES = ["dataset", "model", "filters", "depth", "noise_std", "freeze_latent", "protocol"]
 STATUS_ORDER = ["ok", "failed", "diverged"]
 ERROR_CHARS = 160  # of an error's first line, in the status table
 
@@ -209,9 +210,6 @@ def make_status_table(rows: pd.DataFrame) -> pd.DataFrame:
         errors=groups["error"].agg(_errors),
     )
     return sort_rows(readable_curves(table), SORTED_CURVES)
-
-
-SORTED_CURVES = ["dataset", "model", "filters", "depth", "noise_std", "freeze_latent", "protocol"]
 
 
 def _errors(errors: pd.Series) -> str:
