@@ -13,39 +13,64 @@ Hypothesis 3 of the paper says each architecture has an optimum bottleneck. Thre
   stricter test (about p < 0.006 for equal spreads), and the spread of a score changes with the
   latent size. Note that picking the lowest of several means favours the winner, so a borderline p
   is weak evidence.
+
+The intervals here are over replicates (seeds): a t-interval of one mean (`replicate_stats`), and
+Welch's t-interval of the difference of two (`welch_interval`).
 """
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from trainables.config import CURVE_FIELDS
+from analysis.results import CURVE_KEYS
 from trainables.schema import SAMPLERS, SCORED_SETS
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
 FIT_POINTS = 5
 MIN_FIT_LATENTS = 4
-KEYS = [*CURVE_FIELDS, "metric"]
+KEYS = [*CURVE_KEYS, "metric"]
+BEST_COLUMNS = ["latent", "mean", "std", "n", "ci_low", "ci_high"]
+
+
+def replicate_stats(rows: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """Per group: mean, std, n and a CONFIDENCE t-interval of `value` over the rows (replicates),
+    and gmm_unconverged, the rows flagged so (the caller clears the flag where the value does not
+    rest on the GMM)."""
+    groups = rows.dropna(subset=[value]).groupby(by, dropna=False)
+    table = groups[value].agg(mean="mean", std="std", n="count")
+    table = table.assign(gmm_unconverged=groups["gmm_unconverged"].sum()).reset_index()
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, table["n"] - 1) * table["std"] / np.sqrt(table["n"])
+    return table.assign(ci_low=table["mean"] - half, ci_high=table["mean"] + half)
 
 
 def latent_stats(ok: pd.DataFrame) -> pd.DataFrame:
-    """Per curve, scored set and latent size: mean, std, n and a CONFIDENCE t-interval over the
-    replicates."""
+    """Per curve, scored set and latent size: replicate_stats of the score (gmm_unconverged counts
+    for the GMM score only)."""
     long = ok.melt(
-        id_vars=[*KEYS, "latent"],
+        id_vars=[*KEYS, "latent", "gmm_unconverged"],
         value_vars=[f"fd_{name}" for name in SCORED_SETS],
         var_name="score",
         value_name="value",
     )
-    long = long.assign(score=long["score"].str.removeprefix("fd_")).dropna(subset=["value"])
-    table = (
-        long.groupby([*KEYS, "score", "latent"], dropna=False)["value"]
-        .agg(mean="mean", std="std", n="count")
-        .reset_index()
-    )
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, table["n"] - 1) * table["std"] / np.sqrt(table["n"])
-    return table.assign(ci_low=table["mean"] - half, ci_high=table["mean"] + half)
+    score = long["score"].str.removeprefix("fd_")
+    long = long.assign(score=score, gmm_unconverged=long["gmm_unconverged"] & (score == "gmm"))
+    return replicate_stats(long, [*KEYS, "score", "latent"], "value")
+
+
+def welch_interval(a: dict, b: dict) -> tuple[float, float]:
+    """CONFIDENCE Welch t-interval of mean(a) - mean(b) from each side's mean, std and n: NaN
+    without 2 replicates on each side; the point itself when neither side has any spread."""
+    if min(a["n"], b["n"]) < 2:
+        return np.nan, np.nan
+    difference = a["mean"] - b["mean"]
+    va = a["std"] ** 2 / a["n"]
+    vb = b["std"] ** 2 / b["n"]
+    if va + vb == 0:
+        return difference, difference
+    dof = (va + vb) ** 2 / (va**2 / (a["n"] - 1) + vb**2 / (b["n"] - 1))
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * np.sqrt(va + vb)
+    return difference - half, difference + half
 
 
 def find_optima(latent_table: pd.DataFrame) -> pd.DataFrame:
@@ -65,7 +90,7 @@ def find_optima(latent_table: pd.DataFrame) -> pd.DataFrame:
                 **dict(zip(KEYS, key, strict=True)),
                 "sampler": sampler,
                 "n_latents": len(points),
-                **points.loc[best, ["latent", "mean", "std", "n", "ci_low", "ci_high"]].to_dict(),
+                **points.loc[best, [*BEST_COLUMNS, "gmm_unconverged"]].to_dict(),
                 "fit_latent": fit_latent,
                 "fit_score": fit_score,
                 "fit_note": fit_note,
@@ -74,21 +99,10 @@ def find_optima(latent_table: pd.DataFrame) -> pd.DataFrame:
                 "distinguishable": _distinguishable(p_below, p_above),
             }
         )
-    columns = [
-        *KEYS,
-        "sampler",
-        "n_latents",
-        "latent",
-        "mean",
-        "std",
-        "n",
-        "ci_low",
-        "ci_high",
-        "fit_latent",
-    ]
-    return pd.DataFrame(
-        rows, columns=[*columns, "fit_score", "fit_note", "p_below", "p_above", "distinguishable"]
-    )
+    columns = [*KEYS, "sampler", "n_latents", *BEST_COLUMNS, "fit_latent", "fit_score"]
+    extra = ["fit_note", "p_below", "p_above", "distinguishable", "gmm_unconverged"]
+    table = pd.DataFrame(rows, columns=[*columns, *extra])
+    return table.astype(latent_table.dtypes[KEYS].to_dict())  # so that an empty table joins too
 
 
 def _smooth_minimum(latents: np.ndarray, means: np.ndarray, best: int) -> tuple[float, float, str]:

@@ -1,19 +1,27 @@
-"""Reading the results store, and the words every analysis shares: curves, metrics, baselines.
+"""Reading the results store, and the words every analysis shares: curves, settings, metrics,
+baselines.
 
-A curve is every ok row that shares all config fields but `latent` and `seed`: replicates (seeds)
-of one latent size are pooled, and rows from a grid and an Optuna search of the same config meet on
-one curve.
+A curve is every ok row that shares all config fields but `latent` and `seed` (CURVE_KEYS), and
+the metric: replicates (seeds) of one latent size are pooled, and rows from a grid and an Optuna
+search of the same config meet on one curve. A curve's setting is where it departs from its
+dataset's default config (`departures`); tables name it in their `protocol` column, and figures
+draw each setting in a file of its own.
 """
 
+import functools
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from trainables.config import PROTOCOL_FIELDS, TrialConfig
+from analysis import published
+from trainables.config import CURVE_FIELDS, DATASETS, VAE_ONLY, make_config
 from trainables.schema import SCORED_SETS, StoreError, live_parts, read_store
 
-PAPER = TrialConfig()  # its defaults are the paper's protocol
+# Training precision is part of a curve: bf16 and fp32 rows are never pooled, whether or not the
+# trial's identity holds it, and the row records the precision it resolved to.
+CURVE_KEYS = tuple(dict.fromkeys([*CURVE_FIELDS, "precision"]))
 PLAIN = {  # the paper's plain architecture
     "latent_norm": "none",
     "noise_std": 0.0,
@@ -39,9 +47,11 @@ def load(path) -> pd.DataFrame:
 
 def usable(rows: pd.DataFrame) -> pd.DataFrame:
     """The ok rows, one per trial_id (the latest, should a trial have been run twice), with a
-    `metric` column.
+    `metric` column and a `gmm_unconverged` flag.
 
     Only Inception features make an FID; any other extractor is named, e.g. "FD (digits-cnn)".
+    gmm_unconverged: the GMM fit stopped at gmm_max_iter iterations without converging, so the GMM
+    score rests on an unfinished fit (a row that does not say is not flagged).
     """
     ok = rows[rows["status"] == "ok"]
     if "started_at" in ok.columns:
@@ -54,7 +64,8 @@ def usable(rows: pd.DataFrame) -> pd.DataFrame:
         else ok["feature_extractor"] == "inception-fid"
     )
     return ok.assign(
-        metric=np.where(fid, "FID", "FD (" + ok["feature_extractor"].astype(str) + ")")
+        metric=np.where(fid, "FID", "FD (" + ok["feature_extractor"].astype(str) + ")"),
+        gmm_unconverged=ok["gmm_converged"].eq(False).fillna(False).astype(bool),
     )
 
 
@@ -81,21 +92,86 @@ def model_label(model: str, latent_norm: str) -> str:
     return model.upper() + ("" if latent_norm == "none" else f" ({latent_norm.upper()})")
 
 
-def protocol(curve) -> str:
-    """'paper', or the fields where a curve departs from the paper's training and scoring."""
-    changed = [
-        f"{field}={curve[field]:g}"
-        for field in PROTOCOL_FIELDS
-        if curve[field] != getattr(PAPER, field)
-    ]
-    return ", ".join(changed) or "paper"
+@functools.cache
+def _dataset_defaults(dataset: str) -> dict:
+    """The config a dataset starts from (TrialConfig's for a dataset this code does not know)."""
+    return make_config({"dataset": dataset} if dataset in DATASETS else {}).science()
 
 
-def add_labels(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds the human-facing `label` and `protocol` columns to a frame with the curve fields."""
+def _text(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def departures(curve, shown=()) -> dict[str, str]:
+    """{field: value as text} for every curve field where a curve departs from its dataset's
+    default config, in CURVE_FIELDS order, but those in `shown` and the precision (both named
+    elsewhere)."""
+    defaults = _dataset_defaults(curve["dataset"])
+    return {
+        field: _text(curve[field])
+        for field in CURVE_FIELDS
+        if field not in (*shown, "precision") and curve[field] != defaults[field]
+    }
+
+
+def as_text(changed: dict[str, str]) -> list[str]:
+    return [f"{field}={value}" for field, value in changed.items()]
+
+
+def protocol(curve, shown=()) -> str:
+    """The departures of a curve, or 'paper' / 'default' for the paper's protocol (CIFAR-10 and
+    CelebA) / another dataset's default config."""
+    changed = departures(curve, shown)
+    if changed:
+        return ", ".join(as_text(changed))
+    return "paper" if curve["dataset"] in published.COMPARISON_LATENT else "default"
+
+
+def add_labels(frame: pd.DataFrame, shown=()) -> pd.DataFrame:
+    """Adds the human-facing `label` and `protocol` columns to a frame with the curve fields;
+    `shown`: the fields a table shows in columns of their own."""
+    shown = ("dataset", "model", "latent_norm", "filters", *shown)
     return frame.assign(
         label=[
             model_label(m, n) for m, n in zip(frame["model"], frame["latent_norm"], strict=True)
         ],
-        protocol=[protocol(row) for _, row in frame.iterrows()],
+        protocol=[protocol(row, shown) for _, row in frame.iterrows()],
     )
+
+
+def slug(text: str) -> str:
+    """Text as part of a file name: 'lr=0.0005' -> 'lr-0.0005', 'FD (x)' -> 'FD-x'."""
+    return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-")
+
+
+def per_curve(rows: pd.DataFrame, value) -> pd.Series:
+    """value(curve) for each row, computed once per curve (from its first row)."""
+    keys = [key for key in (*CURVE_KEYS, "metric") if key in rows.columns]
+    curve = rows.groupby(keys, dropna=False, sort=False).ngroup()
+    first = ~curve.duplicated()
+    values = {
+        i: value(row) for i, (_, row) in zip(curve[first], rows[first].iterrows(), strict=True)
+    }
+    return curve.map(values)
+
+
+def at_comparison_latent(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows at the latent size where widths and models are compared.
+
+    That is the paper's Table 2 point for CIFAR-10 (128) and CelebA (64). For another dataset it is
+    the middle of the latent sizes that every curve of the same dataset and setting measured (the
+    setting: every curve field but model, filters and the VAE-only fields), if they share any.
+    """
+    if rows.empty:
+        return rows
+    shown = ("model", "filters", *VAE_ONLY)
+    setting = per_curve(rows, lambda c: (c["dataset"], c["metric"], *departures(c, shown).items()))
+    keep = []
+    for (dataset, *_), group in rows.groupby(setting, sort=False):
+        latent = published.COMPARISON_LATENT.get(dataset)
+        if latent is None:
+            sizes = [set(c["latent"]) for _, c in group.groupby(list(CURVE_KEYS), dropna=False)]
+            shared = sorted(set.intersection(*sizes))
+            latent = shared[len(shared) // 2] if shared else None
+        keep.append(group[group["latent"] == latent])
+    return pd.concat(keep)

@@ -1,11 +1,11 @@
-"""Tables 2 and 3 with our scores beside the paper's, and the per-curve Gaussianity table
-(Hypothesis 2).
+"""Tables 2 and 3 with our scores beside the paper's, the per-curve Gaussianity table (Hypothesis 2)
+and the status of every curve; and how every table of the report is written.
 
 Ours are means over replicates; `_diff` is ours minus the paper's. A published value is set beside
 ours only when ours is an FID too (the join includes the `metric` column): the digits default's
 FD (digits-cnn) lives in another feature space and keeps the paper columns empty. Paper rows we have
 no results for stay, with our columns empty; our rows the paper does not have stay, with its
-columns empty.
+columns empty. A score that rests on a GMM fit that did not converge is marked in the Markdown.
 """
 
 from pathlib import Path
@@ -15,12 +15,19 @@ import pandas as pd
 
 from analysis import published
 from analysis.optimum import KEYS, find_optima, latent_stats
-from analysis.results import add_labels, baseline
-from trainables.config import CURVE_FIELDS
+from analysis.results import CURVE_KEYS, add_labels, baseline, per_curve
+from trainables.config import BCE_REDUCTIONS
 from trainables.schema import SAMPLERS, SCORED_SETS
 
-DATASET_ORDER = ["cifar10", "celeba"]
-MODEL_ORDER = ["DAE", "DAE (BN)", "VAE", "WAE", "RAE", "EAE", "GMM-DAE"]
+# How rows are ordered where a column's values have a natural order (others sort by value)
+ORDER = {
+    "dataset": ["cifar10", "celeba"],
+    "model": ["DAE", "DAE (BN)", "DAE (SN)", "DAE (LN)", "VAE", "WAE", "RAE", "EAE", "GMM-DAE"],
+    "best_for": list(SAMPLERS),
+    "sampler": list(SAMPLERS),
+    "bce_reduction": list(BCE_REDUCTIONS),
+}
+TABLE_2_KEYS = ["dataset", "filters", "model", "latent", "metric"]
 TABLE_3_SCORES = ["test_recon", "normal", "mvg", "gmm"]
 # 0 for a Gaussian; the last: held-out log-likelihood of the GMM minus the MVG's, per latent unit
 GAUSSIANITY = {
@@ -35,7 +42,27 @@ CODE_SHAPE = [
     "encoder_params",
     "decoder_params",
 ]
-INTEGER_COLUMNS = ["filters", "latent", "latent_ours", "latent_paper", "n", "n_latents"]
+INTEGER_COLUMNS = [
+    "filters",
+    "latent",
+    "latent_ours",
+    "latent_paper",
+    "n",
+    "n_latents",
+    "gmm_unconverged",
+    "latent_dae",
+    "latent_vae",
+    "n_dae",
+    "n_vae",
+]
+UNCONVERGED_MARK = "†"
+UNCONVERGED_NOTE = (
+    f"{UNCONVERGED_MARK}: the GMM fit of gmm_unconverged of the rows behind this value stopped at"
+    " gmm_max_iter iterations without converging: the value rests on an unfinished fit."
+)
+SORTED_CURVES = ["dataset", "model", "filters", "depth", "noise_std", "freeze_latent", "protocol"]
+STATUS_ORDER = ["ok", "failed", "diverged"]
+ERROR_CHARS = 160  # of an error's first line, in the status table
 
 
 def make_table_2(ok: pd.DataFrame) -> pd.DataFrame:
@@ -43,17 +70,26 @@ def make_table_2(ok: pd.DataFrame) -> pd.DataFrame:
     depth 1."""
     rows = baseline(ok, latent_norm=("none", "bn"))
     rows = rows[rows["latent"] == rows["dataset"].map(published.COMPARISON_LATENT)]
-    scores = [f"fd_{name}" for name in SCORED_SETS]
-    ours = rows.groupby([*KEYS, "latent"], dropna=False)[scores].agg("mean")
-    ours = ours.join(rows.groupby([*KEYS, "latent"], dropna=False).size().rename("n")).reset_index()
-    table = _beside(
-        readable_curves(ours, keep=()),
+    table = beside(
+        readable_curves(replicate_means(rows), keep=()),
         published.table_2(),
-        ["dataset", "filters", "model", "latent", "metric"],
-        list(SCORED_SETS),
+        TABLE_2_KEYS,
+        list(published.PUBLISHED_SETS),
     )
-    values = [f"{name}_{side}" for name in SCORED_SETS for side in ("ours", "paper")]
+    values = [
+        *(f"{name}_{side}" for name in published.PUBLISHED_SETS for side in ("ours", "paper")),
+        *(name for name in SCORED_SETS if name not in published.PUBLISHED_SETS),
+    ]
     return table.dropna(how="all", subset=values).reset_index(drop=True)
+
+
+def replicate_means(rows: pd.DataFrame, also=()) -> pd.DataFrame:
+    """Per curve and latent size: the mean of each score (and of the columns in `also`) over its
+    replicates, their number n, and how many of them have a GMM that did not converge."""
+    groups = rows.groupby([*KEYS, "latent"], dropna=False)
+    means = groups[[*(f"fd_{name}" for name in SCORED_SETS), *also]].agg("mean")
+    means = means.assign(n=groups.size(), gmm_unconverged=groups["gmm_unconverged"].sum())
+    return means.reset_index()
 
 
 def make_table_3(ok: pd.DataFrame) -> pd.DataFrame:
@@ -61,19 +97,24 @@ def make_table_3(ok: pd.DataFrame) -> pd.DataFrame:
     that sampler."""
     stats = latent_stats(baseline(ok))
     shown = stats[stats["score"].isin(TABLE_3_SCORES)]
-    means = shown.pivot_table(index=[*KEYS, "latent"], columns="score", values="mean").reset_index()
-    means = means.reindex(columns=[*KEYS, "latent", *TABLE_3_SCORES])
+    means = shown.pivot_table(index=[*KEYS, "latent"], columns="score", values="mean")
+    means = means.reset_index().reindex(columns=[*KEYS, "latent", *TABLE_3_SCORES])
+    gmm = shown.loc[shown["score"] == "gmm", [*KEYS, "latent", "gmm_unconverged"]]
     optima = find_optima(stats)[[*KEYS, "sampler", "latent", "fit_latent", "n"]].rename(
         columns={"sampler": "best_for"}
     )
-    ours = readable_curves(optima.merge(means, on=[*KEYS, "latent"]), keep=())
+    ours = optima.merge(means, on=[*KEYS, "latent"]).merge(gmm, on=[*KEYS, "latent"], how="left")
     keys = ["dataset", "filters", "model", "metric", "best_for"]
-    return _beside(
-        ours, _paper_optima(), keys, ["latent", *TABLE_3_SCORES], differences=TABLE_3_SCORES
+    return beside(
+        readable_curves(ours, keep=()),
+        paper_optima(),
+        keys,
+        ["latent", *TABLE_3_SCORES],
+        differences=TABLE_3_SCORES,
     )
 
 
-def _paper_optima() -> pd.DataFrame:
+def paper_optima() -> pd.DataFrame:
     """The paper's best row of each filter width and model for each sampler (the bold cells of
     Table 3).
 
@@ -92,13 +133,14 @@ def readable_curves(
     frame: pd.DataFrame, keep=("depth", "noise_std", "freeze_latent")
 ) -> pd.DataFrame:
     """The curve fields of a frame as a reader names them: the paper's model names (DAE, VAE,
-    DAE (BN)), the protocol they ran under, and the fields in `keep`."""
-    front = ["dataset", "label", "filters", *keep, "protocol"]
-    rest = [c for c in frame.columns if c not in (*CURVE_FIELDS, *front)]
-    return add_labels(frame)[[*front, *rest]].rename(columns={"label": "model"})
+    DAE (BN)), the fields in `keep`, the precision, and the protocol: every other curve field where
+    the curve departs from its dataset's default config."""
+    front = ["dataset", "label", "filters", *keep, "precision", "protocol"]
+    rest = [c for c in frame.columns if c not in (*CURVE_KEYS, *front)]
+    return add_labels(frame, keep)[[*front, *rest]].rename(columns={"label": "model"})
 
 
-def _beside(ours, paper, keys, quantities, differences=None) -> pd.DataFrame:
+def beside(ours, paper, keys, quantities, differences=None) -> pd.DataFrame:
     """Outer join on keys; `q_ours`, `q_paper` and `q_diff` (ours - paper) for each quantity."""
     strip = {f"fd_{name}": name for name in SCORED_SETS}
     ours = ours.rename(columns=strip)
@@ -107,13 +149,18 @@ def _beside(ours, paper, keys, quantities, differences=None) -> pd.DataFrame:
     table = ours.merge(paper, on=keys, how="outer", suffixes=("_ours", "_paper"))
     for quantity in quantities if differences is None else differences:
         table[f"{quantity}_diff"] = table[f"{quantity}_ours"] - table[f"{quantity}_paper"]
-    order = {"dataset": DATASET_ORDER, "model": MODEL_ORDER, "best_for": list(SAMPLERS)}
-    by = [k for k in ("dataset", "filters", "model", "best_for", "protocol") if k in table.columns]
-    table = table.sort_values(
-        by, key=lambda column: _rank(column, order.get(column.name)), kind="stable"
-    )
-    front = [*keys, *(c for c in ("protocol", "n") if c in table.columns)]
-    return table[[*front, *(c for c in table.columns if c not in front)]].reset_index(drop=True)
+    table = sort_rows(table, ["dataset", "filters", "model", "best_for", "protocol"])
+    front = [*keys, *(c for c in ("precision", "protocol", "n") if c in table.columns)]
+    return table[[*front, *(c for c in table.columns if c not in front)]]
+
+
+def sort_rows(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Rows sorted by the columns of `by` the table has, in ORDER where a column has one."""
+    return table.sort_values(
+        [column for column in by if column in table.columns],
+        key=lambda column: _rank(column, ORDER.get(column.name)),
+        kind="stable",
+    ).reset_index(drop=True)
 
 
 def _rank(column: pd.Series, order: list | None) -> pd.Series:
@@ -127,18 +174,48 @@ def _rank(column: pd.Series, order: list | None) -> pd.Series:
 
 def make_gaussianity_table(ok: pd.DataFrame) -> pd.DataFrame:
     """Per curve: mean and std, over its latent sizes and seeds, of the Gaussianity statistics of
-    the codes."""
+    the codes (gmm_unconverged: rows whose GMM, behind the held-out log-likelihood gap, did not
+    converge)."""
     present = [c for c in (*GAUSSIANITY, *CODE_SHAPE) if c in ok.columns]
     if ok.empty or not present:
-        return pd.DataFrame(columns=[*KEYS, "n", "latents"])
+        return pd.DataFrame(columns=[*KEYS, "n", "latents", "gmm_unconverged"])
     numbers = ok.assign(**{c: pd.to_numeric(ok[c]) for c in present})
     groups = numbers.groupby(KEYS, dropna=False)
     table = groups[present].agg(["mean", "std"])
     table.columns = [f"{column}_{stat}" for column, stat in table.columns]
-    spans = groups["latent"].agg(
-        lambda s: f"{s.min()}-{s.max()}" if s.nunique() > 1 else str(s.min())
+    return table.assign(
+        n=groups.size(),
+        latents=groups["latent"].agg(span),
+        gmm_unconverged=groups["gmm_unconverged"].sum(),
+    ).reset_index()
+
+
+def span(latents: pd.Series) -> str:
+    """'32-256', or '128' for a single size."""
+    return f"{latents.min()}-{latents.max()}" if latents.nunique() > 1 else str(latents.min())
+
+
+def make_status_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per curve, every row whatever its status: how many ended in each status, and each distinct
+    error (its first line) with how many rows gave it."""
+    curve = per_curve(rows, lambda first: first.name)  # the index of the curve's first row
+    groups = rows.groupby(curve)
+    counts = pd.crosstab(curve, rows["status"].fillna("unknown"))
+    statuses = [*STATUS_ORDER, *sorted(set(counts.columns) - set(STATUS_ORDER))]
+    counts = counts.reindex(columns=statuses, fill_value=0)
+    table = rows.loc[counts.index, list(CURVE_KEYS)].assign(
+        latents=groups["latent"].agg(span),
+        rows=counts.sum(axis=1),
+        **{status: counts[status] for status in statuses},
+        errors=groups["error"].agg(_errors),
     )
-    return table.assign(n=groups.size(), latents=spans).reset_index()
+    return sort_rows(readable_curves(table), SORTED_CURVES)
+
+
+def _errors(errors: pd.Series) -> str:
+    """'2 x first line; 1 x another' for the distinct errors of a curve's rows."""
+    lines = errors.dropna().astype(str).map(lambda e: e.strip().split("\n")[0][:ERROR_CHARS])
+    return "; ".join(f"{n} x {line}" for line, n in lines.value_counts().items())
 
 
 def _has_ours(table: pd.DataFrame) -> pd.Series:
@@ -168,14 +245,29 @@ def comparability_notes(table: pd.DataFrame) -> list[str]:
     return notes
 
 
-def write_table(table: pd.DataFrame, stem: Path, title: str, notes: list[str]) -> list[Path]:
-    """table -> STEM.csv (every column, full precision), STEM.md ('ours / paper (diff)' cells)."""
+def write_table(
+    table: pd.DataFrame, stem: Path, title: str, notes: list[str], gmm_based=("gmm",)
+) -> list[Path]:
+    """table -> STEM.csv (every column, full precision), STEM.md ('ours / paper (diff)' cells).
+
+    In the Markdown, the cells of the `gmm_based` columns get UNCONVERGED_MARK where the row's
+    gmm_unconverged count is above 0, with a note saying what it means."""
     csv = stem.with_suffix(".csv")
     md = stem.with_suffix(".md")
     table = table.astype({c: "Int64" for c in INTEGER_COLUMNS if c in table.columns})
     table.to_csv(csv, index=False)
+    shown = _side_by_side(table)
+    if "gmm_unconverged" in table.columns:
+        marked = table["gmm_unconverged"].fillna(0).to_numpy() > 0
+        for column in [c for c in gmm_based if c in shown.columns]:
+            shown[column] = [
+                f"{_cell(value)} {UNCONVERGED_MARK}" if mark else value
+                for value, mark in zip(shown[column], marked, strict=True)
+            ]
+        if marked.any():
+            notes = [*notes, UNCONVERGED_NOTE]
     bullets = "".join(f"- {note}\n" for note in notes)
-    md.write_text(f"# {title}\n\n{bullets}\n{_markdown(_side_by_side(table))}\n")
+    md.write_text(f"# {title}\n\n{bullets}\n{_markdown(shown)}\n")
     return [md, csv]
 
 
@@ -214,4 +306,4 @@ def _cell(value) -> str:
         return "–"
     if isinstance(value, float):
         return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
-    return str(value)
+    return str(value).replace("|", "\\|")

@@ -3,7 +3,8 @@
 Every MVG curve is a bowl in log2(latent) with its minimum at OPTIMUM: (log2(latent) - log2(96))^2 +
 offset, so the best measured latent, the smooth-fit minimum (96) and the score there (offset) are
 known exactly. The GMM bowl sits GMM_BELOW lower; N(0,I) sits just above the MVG for VAEs and 300
-above it for DAEs.
+above it for DAEs; Interp sits INTERP_ABOVE above it. Every row trained in fp32 and its GMM
+converged, unless a test says otherwise.
 """
 
 from pathlib import Path
@@ -11,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import published
 from analysis.results import usable
 from trainables.config import make_config
 
 OPTIMUM = 96
 GMM_BELOW = 5.0
+INTERP_ABOVE = 2.0
 LATENTS = (32, 64, 96, 128, 256)
 TABLE_1_CURVES = [  # the paper's Table 1
     *(
@@ -36,14 +39,15 @@ DIGITS_CURVES = [
 
 
 def offset(config: dict) -> float:
-    """A curve's minimum MVG score: lower for wider models, higher for deeper ones and VAEs, so
-    that every curve has its own."""
+    """A curve's minimum MVG score: lower for wider models, higher for deeper ones, VAEs and
+    noisier ones, so that every curve has its own."""
     cfg = make_config(config)
     return (
         100.0
         - 10 * np.log2(cfg.filters)
         + (2.0 if cfg.depth != "1" else 0.0)
         + (3.0 if cfg.model == "vae" else 0.0)
+        + 20 * cfg.noise_std
     )
 
 
@@ -52,11 +56,15 @@ def bowl(latent: int, config: dict) -> float:
 
 
 def make_row(
-    config: dict, status: str = "ok", mvg: float | None = None, seed_offset: int = 0
+    config: dict,
+    status: str = "ok",
+    mvg: float | None = None,
+    seed_offset: int = 0,
+    gmm_converged: bool = True,
 ) -> dict:
     """A result row for a config; mvg overrides the bowl. Not-ok rows carry no scores, as real
-    ones do."""
-    cfg = make_config(config)
+    ones do. The test BCE is the curve's offset plus 64 / latent."""
+    cfg = make_config({"precision": "fp32", **config})
     mvg = bowl(cfg.latent, config) if mvg is None else mvg
     rng = np.random.default_rng(cfg.seed + seed_offset)
     scale = 1.0 if cfg.model == "vae" else 5.0
@@ -67,6 +75,7 @@ def make_row(
         "replicate": cfg.seed,
         "search": "grid",
         "fid": cfg.feature_extractor == "inception-fid",
+        "precision": cfg.precision,
         "status": status,
         "error": None if status == "ok" else f"crafted {status}",
         "started_at": f"2024-01-01T00:00:{cfg.seed % 60:02d}+00:00",
@@ -75,6 +84,11 @@ def make_row(
         "fd_normal": mvg + (1.0 if cfg.model == "vae" else 300.0),
         "fd_mvg": mvg,
         "fd_gmm": mvg - GMM_BELOW,
+        "fd_interp": mvg + INTERP_ABOVE,
+        "gmm_converged": gmm_converged,
+        "gmm_n_iter": 50 if gmm_converged else cfg.gmm_max_iter,
+        "test_recon_bce": offset(config) + 64 / cfg.latent,
+        "train_recon_bce": offset(config),
         "code_abs_skew": 4.0 / cfg.filters,
         "code_excess_kurtosis": 8.0 / cfg.filters + 0.1 * len(cfg.depth),
         "heldout_ll_gap_per_dim": 2.0 / cfg.filters,
@@ -85,8 +99,25 @@ def make_row(
         "code_sample": (rng.standard_normal((50, 4)) * scale).tolist(),
     }
     if status != "ok":
-        row.update(dict.fromkeys([c for c in row if c.startswith(("fd_", "code_", "heldout_"))]))
+        scored = ("fd_", "code_", "heldout_", "gmm_converged", "gmm_n_iter", "test_r", "train_r")
+        row.update(dict.fromkeys([c for c in row if c.startswith(scored)]))
     return row
+
+
+def gap_rows(gap_at_32: float, dataset: str = "cifar10") -> list[dict]:
+    """DAE rows at the comparison latent with MVG - GMM = gap_at_32 - 2 per doubling of filters,
+    three replicates at -1, 0 and +1 around it; one replicate at 64 filters has an unconverged
+    GMM."""
+    latent = published.COMPARISON_LATENT[dataset]
+    rows = []
+    for filters in (32, 64, 128, 256):
+        gap = gap_at_32 - 2 * np.log2(filters / 32)
+        for seed, delta in enumerate((-1.0, 0.0, 1.0)):
+            config = {"dataset": dataset, "filters": filters, "latent": latent, "seed": seed}
+            converged = not (filters == 64 and seed == 0)
+            row = make_row(config, mvg=50.0, gmm_converged=converged)
+            rows.append({**row, "fd_gmm": 50.0 - gap - delta})
+    return rows
 
 
 def curve_rows(curves: list[dict], latents=LATENTS, seeds=(0,)) -> list[dict]:

@@ -1,10 +1,23 @@
 """Figures: drawn from crafted rows with the paper's encodings, log latent axes and the right metric
-name."""
+name; one figure per protocol, precision in the labels, unconverged GMMs ringed."""
 
+import pandas as pd
 import pytest
-from analysis_data import DIGITS_CURVES, TABLE_1_CURVES, ok_rows
+from analysis_data import (
+    DIGITS_CURVES,
+    INTERP_ABOVE,
+    TABLE_1_CURVES,
+    curve_rows,
+    gap_rows,
+    make_row,
+    offset,
+    ok_rows,
+)
 
 from analysis import figures
+from analysis.results import usable
+
+DAE_128 = {"dataset": "cifar10", "filters": 128, "model": "dae"}
 
 
 @pytest.fixture(scope="module")
@@ -18,11 +31,19 @@ def digits():
 
 
 def lines(ax):
-    return {line.get_label(): line for line in ax.get_lines()}
+    """Every labelled line of an axis, an error bar's by its data line."""
+    bars = {bar.get_label(): bar.lines[0] for bar in ax.containers}
+    return {**{line.get_label(): line for line in ax.get_lines()}, **bars}
+
+
+def single(drawn):
+    """The one figure a builder drew, under the plain file name."""
+    assert [suffix for suffix, _, _ in drawn] == [""]
+    return drawn[0][2]
 
 
 def test_figure_1_encodes_model_by_line_style_and_width_by_colour(full, tmp_path):
-    fig = figures.figure_1(full, "cifar10")
+    fig = single(figures.figure_1(full, "cifar10"))
     mvg, gmm = fig.axes
     assert mvg.get_xscale() == gmm.get_xscale() == "log"
     assert mvg.get_ylabel() == "FID (MVG)" and gmm.get_ylabel() == "FID (GMM)"
@@ -41,18 +62,18 @@ def test_figure_1_encodes_model_by_line_style_and_width_by_colour(full, tmp_path
 
 
 def test_depth_frozen_and_norm_figures_follow_the_captions(full):
-    depth = lines(figures.figure_2_5(full).axes[0])
+    depth = lines(single(figures.figure_2_5(full)).axes[0])
     assert depth["VAE 128 (baseline)"].get_color() == "black"
     assert (
         depth["DAE 64 depth 2"].get_linestyle() == "--"
         and depth["DAE 128 depth 3-3-2-1"].get_linestyle() == ":"
     )
-    frozen = lines(figures.figure_3(full).axes[0])
+    frozen = lines(single(figures.figure_3(full)).axes[0])
     assert (
         frozen["depth 2 frozen GMM"].get_color() == "orange"
         and frozen["depth 2 frozen GMM"].get_linestyle() == ":"
     )
-    norm = lines(figures.figure_4(full).axes[0])
+    norm = lines(single(figures.figure_4(full)).axes[0])
     assert (
         norm["DAE (BN) N(0,I)"].get_color() == "green" and norm["VAE MVG"].get_color() == "orange"
     )
@@ -60,30 +81,30 @@ def test_depth_frozen_and_norm_figures_follow_the_captions(full):
 
 
 def test_digits_are_labelled_in_their_own_feature_space(digits):
-    fig = figures.figure_1(digits, "digits")
+    fig = single(figures.figure_1(digits, "digits"))
     assert fig.axes[0].get_ylabel() == "FD (digits-cnn) (MVG)" and fig.axes[0].get_xscale() == "log"
     assert "FID" not in fig.axes[0].get_ylabel() and not any(
         "paper" in label for label in lines(fig.axes[0])
     )
     assert fig.axes[0].collections  # replicates: a 95% band around each line
-    scatter = figures.scatter(digits, "digits")
+    scatter = single(figures.scatter(digits, "digits"))
     assert {c.get_label() for c in scatter.axes[0].collections} == {
         "DAE units 0 vs 1",
         "DAE units 2 vs 3",
         "VAE units 0 vs 1",
     }
-    assert "16 filters" in scatter.get_suptitle()
+    assert scatter.axes[0].get_title() == "16 filters, 16 latents"
 
 
 def test_gaussianity_against_width_and_depth(full):
-    width = figures.gaussianity(full, "filters")
+    width = single(figures.gaussianity(full, "filters"))
     assert [ax.get_ylabel() for ax in width.axes] == [
         "code_abs_skew",
         "code_excess_kurtosis",
         "heldout_ll_gap_per_dim",
     ]
     assert width.axes[0].get_xscale() == "log"
-    depth = figures.gaussianity(full, "depth")
+    depth = single(figures.gaussianity(full, "depth"))
     assert [t.get_text() for t in depth.axes[0].get_xticklabels()] == ["1", "2", "3-3-2-1", "3"]
 
 
@@ -102,3 +123,157 @@ def test_gaussianity_against_width_and_depth(full):
 def test_a_figure_without_its_rows_says_what_it_needs(digits, build, needs):
     with pytest.raises(figures.Needs, match=needs):
         build(digits)
+
+
+def test_a_short_protocol_curve_gets_a_figure_of_its_own():
+    """A paper-protocol curve and an epochs=2 curve of the same model and width."""
+    short = [
+        make_row({"dataset": "cifar10", "filters": 128, "latent": latent, "epochs": 2}, mvg=900.0)
+        for latent in (32, 64, 128)
+    ]
+    rows = usable(pd.DataFrame([*curve_rows([DAE_128], latents=(32, 64, 128)), *short]))
+    drawn = figures.figure_1(rows, "cifar10")
+    assert [(suffix, setting) for suffix, setting, _ in drawn] == [
+        ("", "paper protocol; precision fp32"),
+        ("__epochs-2", "epochs=2; precision fp32"),
+    ]
+    for suffix, _, fig in drawn:
+        drawn_lines = {k: v for k, v in lines(fig.axes[0]).items() if "(paper)" not in k}
+        assert list(drawn_lines) == ["DAE 128"]  # one curve each, so one label each
+        scores = drawn_lines["DAE 128"].get_ydata()
+        assert (max(scores) < 100) == (suffix == "")  # the short run never stretches the main one
+        assert "epochs=2" in fig.get_suptitle() or suffix == ""
+
+
+def test_gaussianity_never_presents_two_protocols_as_two_widths():
+    """Paper-protocol DAEs at 32 and 64 filters, and a 1-epoch DAE at 128 filters."""
+    rows = usable(
+        pd.DataFrame(
+            [
+                *curve_rows([{**DAE_128, "filters": f} for f in (32, 64)], latents=(64, 128)),
+                *curve_rows([{**DAE_128, "epochs": 1}], latents=(64, 128)),
+            ]
+        )
+    )
+    (suffix, setting, fig) = figures.gaussianity(rows, "filters")[0]
+    assert len(figures.gaussianity(rows, "filters")) == 1  # the 1-epoch curve has no second width
+    ((label, line),) = [item for item in lines(fig.axes[0]).items() if "DAE" in item[0]]
+    assert label == "cifar10 DAE depth 1" and setting.startswith("paper protocol")
+    assert list(line.get_xdata()) == [32, 64]
+    with pytest.raises(figures.Needs):  # neither protocol alone has two widths
+        figures.gaussianity(
+            usable(pd.DataFrame([r for r in rows.to_dict("records") if r["filters"] != 32])),
+            "filters",
+        )
+
+
+def test_curves_that_differ_in_precision_say_so_in_their_labels():
+    bf16 = [
+        {**row, "trial_id": row["trial_id"] + "-bf16"}  # distinct trials however ids are hashed
+        for row in curve_rows([{**DAE_128, "precision": "bf16"}], latents=(64, 128))
+    ]
+    rows = usable(pd.DataFrame([*curve_rows([DAE_128], latents=(64, 128)), *bf16]))
+    ((_, setting, fig),) = figures.figure_1(rows, "cifar10")
+    drawn = lines(fig.axes[0])
+    assert {"DAE 128 fp32", "DAE 128 bf16"} <= set(drawn) and "precision in the labels" in setting
+    assert drawn["DAE 128 fp32"].get_marker() != drawn["DAE 128 bf16"].get_marker()
+
+
+def test_a_gmm_score_that_did_not_converge_is_ringed():
+    rows = [
+        make_row({**DAE_128, "latent": latent}, gmm_converged=latent != 64)
+        for latent in (32, 64, 128)
+    ]
+    fig = single(figures.figure_1(usable(pd.DataFrame(rows)), "cifar10"))
+    mvg, gmm = fig.axes
+    assert figures.UNCONVERGED not in lines(mvg)
+    assert list(lines(gmm)[figures.UNCONVERGED].get_xdata()) == [64]
+
+
+def test_the_gap_against_width():
+    fig = single(figures.gap_width(usable(pd.DataFrame(gap_rows(10.0))), "cifar10"))
+    drawn = lines(fig.axes[0])
+    assert list(drawn["DAE"].get_xdata()) == [32, 64, 128, 256]
+    assert list(drawn["DAE"].get_ydata()) == pytest.approx([10.0, 8.0, 6.0, 4.0])
+    assert list(drawn["DAE (paper)"].get_ydata()) == pytest.approx([9.05, 8.02, 8.71, 10.62])
+    assert list(drawn[figures.UNCONVERGED].get_xdata()) == [64]
+    assert fig.axes[0].get_xscale() == "log" and "128 latents" in fig.axes[0].get_title()
+
+
+def test_interp_against_width_beside_mvg_and_gmm(full):
+    fig = single(figures.interp_width(full, "celeba"))
+    assert [ax.get_title() for ax in fig.axes] == [
+        "Interp at 64 latents",
+        "MVG at 64 latents",
+        "GMM at 64 latents",
+    ]
+    interp, mvg, _ = (lines(ax)["DAE"] for ax in fig.axes)
+    assert list(interp.get_xdata()) == [32, 64, 128]
+    assert list(interp.get_ydata() - mvg.get_ydata()) == pytest.approx([INTERP_ABOVE] * 3)
+    assert lines(fig.axes[0])["VAE"].get_linestyle() == "-"
+
+
+def test_noise_against_reconstruction(full):
+    fig = single(figures.noise_recon(full, "cifar10"))
+    test_r, bce = (lines(ax)["latent 96"] for ax in fig.axes)
+    assert list(test_r.get_xdata()) == [0.0, 0.1, 0.5, 1.0]
+    expected = [offset({**DAE_128, "noise_std": noise}) for noise in (0.0, 0.1, 0.5, 1.0)]
+    assert list(test_r.get_ydata()) == pytest.approx([e / 2 for e in expected])
+    assert list(bce.get_ydata()) == pytest.approx([e + 64 / 96 for e in expected])
+    with pytest.raises(figures.Needs, match="differ only in noise_std"):
+        figures.noise_recon(full, "celeba")
+
+
+def test_no_figure_draws_two_curves_with_one_label(full):
+    """Every figure of a store mixing protocols, precisions and VAE readings."""
+    extra = [
+        *curve_rows([{**DAE_128, "epochs": 2}], latents=(64, 128)),
+        *(
+            {**row, "trial_id": row["trial_id"] + "-bf16"}
+            for row in curve_rows([{**DAE_128, "precision": "bf16"}], latents=(64, 128))
+        ),
+        *curve_rows([{**DAE_128, "model": "vae", "bce_reduction": "mean"}], latents=(128,)),
+    ]
+    rows = pd.concat([full, usable(pd.DataFrame(extra))], ignore_index=True)
+    names = []
+    for stem, _, build in figures.figure_list(rows):
+        try:
+            drawn = build()
+        except figures.Needs:
+            continue
+        for suffix, _, fig in drawn:
+            names.append(stem + suffix)
+            for ax in fig.axes:
+                labels = [
+                    artist.get_label()
+                    for artist in [*ax.get_lines(), *ax.collections, *ax.containers]
+                    if not artist.get_label().startswith("_")
+                ]
+                assert len(labels) == len(set(labels)), (stem + suffix, labels)
+    assert len(names) == len(set(names))
+    assert {"figure_1_cifar10__epochs-2", "figure_1_cifar10__bce_reduction-mean"} <= set(names)
+
+
+def test_each_setting_is_named_by_where_it_differs_from_the_main_one():
+    """Without a default-protocol curve the main figure is the epochs=2 one (most rows); a setting
+    at the default epochs then says so."""
+    settings = [
+        ({"epochs": 2}, (32, 64, 128)),
+        ({"lr": 0.01}, (64,)),
+        ({"epochs": 2, "lr": 0.01}, (64,)),
+    ]
+    rows = usable(
+        pd.DataFrame(
+            [
+                row
+                for changed, latents in settings
+                for row in curve_rows([{**DAE_128, **changed}], latents=latents)
+            ]
+        )
+    )
+    drawn = figures.figure_1(rows, "cifar10")
+    assert [(suffix, setting) for suffix, setting, _ in drawn] == [
+        ("", "epochs=2; precision fp32"),
+        ("__epochs-default__lr-0.01", "lr=0.01; precision fp32"),
+        ("__lr-0.01", "epochs=2, lr=0.01; precision fp32"),
+    ]

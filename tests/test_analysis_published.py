@@ -89,3 +89,10 @@ def test_table_3_rows_and_the_stated_best_scores():
     assert "fd_train_recon" not in table.columns  # Table 3 prints no Train R
     assert published.BEST_SCORES == {"fd_mvg": 77.10, "fd_gmm": 67.32}
     assert (published.BEST["depth"], published.BEST["latent"]) == ("3-3-2-1", 96)
+
+
+def test_the_stated_parameter_ranges():
+    assert published.PARAMETER_RANGES == {
+        "cifar10": {"encoder": (1e6, 5e7), "decoder": (3e6, 3e7)},
+        "celeba": {"encoder": (5e6, 3e7), "decoder": (1e7, 8e7)},
+    }

@@ -1,5 +1,5 @@
 """Tables 2 and 3 on crafted stores: ours beside the paper's, missing rows kept, feature spaces
-never mixed."""
+and precisions never mixed, unconverged GMMs marked, every departing curve field named."""
 
 import math
 
@@ -11,6 +11,7 @@ from analysis_data import (
     TABLE_1_CURVES,
     bowl,
     curve_rows,
+    make_row,
     offset,
     ok_rows,
     only,
@@ -20,6 +21,7 @@ from analysis.results import usable
 from analysis.tables import (
     comparability_notes,
     make_gaussianity_table,
+    make_status_table,
     make_table_2,
     make_table_3,
     write_table,
@@ -125,3 +127,56 @@ def test_gaussianity_per_curve(full):
         5,
         "32-256",
     )
+
+
+def test_precision_is_a_column_and_curves_of_two_precisions_are_never_pooled():
+    bf16 = [
+        {**row, "trial_id": row["trial_id"] + "-bf16", "fd_mvg": 1.0}
+        for row in curve_rows([{**DAE_128, "precision": "bf16"}], latents=(128,))
+    ]
+    table = make_table_2(usable(pd.DataFrame([*curve_rows([DAE_128], latents=(128,)), *bf16])))
+    fp32 = only(table, dataset="cifar10", filters=128, model="DAE", precision="fp32")
+    assert fp32["n"] == 1 and fp32["mvg_ours"] == pytest.approx(bowl(128, DAE_128))
+    assert only(table, dataset="cifar10", filters=128, model="DAE", precision="bf16")[
+        "mvg_ours"
+    ] == pytest.approx(1.0)
+
+
+def test_a_score_whose_gmm_did_not_converge_is_marked(tmp_path):
+    rows = [
+        make_row({**DAE_128, "latent": 128, "seed": seed}, gmm_converged=seed != 1)
+        for seed in (0, 1)
+    ]
+    table = make_table_2(usable(pd.DataFrame(rows)))
+    assert only(table, dataset="cifar10", filters=128, model="DAE")["gmm_unconverged"] == 1
+    md, csv = write_table(table, tmp_path / "table_2", "Table 2", [])
+    text = md.read_text()
+    (ours,) = [line for line in text.splitlines() if line.startswith("| cifar10 | 128 | DAE |")]
+    cells = ours.split(" | ")
+    (header,) = [line for line in text.splitlines() if line.startswith("| dataset |")]
+    columns = header.split(" | ")
+    assert cells[columns.index("gmm")].endswith("†")
+    assert not cells[columns.index("mvg")].endswith("†")
+    assert "†: the GMM fit of gmm_unconverged" in text
+    assert pd.read_csv(csv)["gmm_unconverged"].max() == 1
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        (DAE_128, "paper"),
+        ({**DAE_128, "decoder_width": "8f", "epochs": 2}, "decoder_width=8f, epochs=2"),
+        ({"dataset": "digits"}, "default"),
+        (
+            {"dataset": "digits", "filters": 8, "epochs": 10, "batch_size": 32},
+            "epochs=10, batch_size=32",
+        ),
+        (
+            {"dataset": "digits", "gmm_max_iter": 100, "bn_momentum": 0.01},
+            "bn_momentum=0.01, gmm_max_iter=100",
+        ),
+    ],
+)
+def test_protocol_names_every_curve_field_that_departs_from_the_datasets_default(config, expected):
+    table = make_status_table(pd.DataFrame([make_row({**config, "latent": 16})]))
+    assert table["protocol"].tolist() == [expected]
