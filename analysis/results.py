@@ -19,9 +19,8 @@ from analysis import published
 from trainables.config import CURVE_FIELDS, DATASETS, VAE_ONLY, make_config
 from trainables.schema import SCORED_SETS, StoreError, live_parts, read_store
 
-# Training precision is part of a curve: bf16 and fp32 rows are never pooled, whether or not the
-# trial's identity holds it, and the row records the precision it resolved to.
-CURVE_KEYS = tuple(dict.fromkeys([*CURVE_FIELDS, "precision"]))
+# Every scientific field but latent and seed, precision included: bf16 and fp32 are never pooled.
+CURVE_KEYS = CURVE_FIELDS
 PLAIN = {  # the paper's plain architecture
     "latent_norm": "none",
     "noise_std": 0.0,
