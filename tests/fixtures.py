@@ -71,3 +71,10 @@ def write_celeba_fixture(
         lines.append(f"{name} {part}")
     (folder / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
     return Path(root)
+
+
+# 427 bytes of nested YAML anchors that expand to 9**9 (387 million) values
+ALIAS_BOMB = "- dataset: digits\n  latent: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+    f"  x{i}: &{chr(ord('a') + i)} [{', '.join(['*' + chr(ord('a') + i - 1)] * 9)}]\n"
+    for i in range(1, 9)
+)

@@ -1,0 +1,82 @@
+"""python study/watchdog.py: ends the processes a launcher started once the launcher is gone.
+
+A launcher that exits normally stops its local Ray cluster itself. One killed with SIGKILL cannot:
+Ray's head processes share its fate, but their agents wait a minute or more for a dead head before
+they exit. So the launcher starts this process (stdlib only, started before Ray) with a pipe on
+its stdin that only the launcher holds: the pipe ends when the launcher exits, however it exits.
+Until then, every half second, this records the launcher's descendants; then it ends each one
+still running (checked by its start time, so a recycled pid is never hit) and exits. It ignores
+Ctrl-C, SIGTERM and SIGHUP: they are for the launcher, and it must outlive the launcher by a moment.
+"""
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import time
+from pathlib import Path
+
+POLL_S = 0.5
+GRACE_S = 2.0  # SIGTERM first, then SIGKILL what is left after this
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, start time) of every running (not zombie) process, from /proc."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # after "pid (comm)": state, ppid, ... and the start time 20 fields after the state
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended while we looked
+            continue
+        if fields[0] != "Z":
+            table[int(stat.parent.name)] = (int(fields[1]), fields[19])
+    return table
+
+
+def _descendants(roots: set[int], table: dict[int, tuple[int, str]]) -> set[int]:
+    found = set()
+    frontier = set(roots)
+    while frontier:
+        frontier = {pid for pid, (parent, _) in table.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _signal_all(tracked: dict[int, str], signum: int) -> dict[int, str]:
+    """Send signum to each tracked process that is still the same process; return those."""
+    table = _processes()
+    alive = {pid: start for pid, start in tracked.items() if table.get(pid, (0, ""))[1] == start}
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+    return alive
+
+
+def watch(launcher: int, pipe: int) -> None:
+    """Record the launcher's descendants until the `pipe` file descriptor ends, then end them."""
+    tracked: dict[int, str] = {}
+    me = os.getpid()
+    while True:
+        table = _processes()
+        for pid in _descendants({launcher, *tracked}, table) - {me, launcher}:
+            tracked.setdefault(pid, table[pid][1])
+        if select.select([pipe], [], [], POLL_S)[0] and not os.read(pipe, 4096):
+            break
+    # one last look: what the tracked processes started since the last poll
+    table = _processes()
+    for pid in _descendants({launcher, *tracked}, table) - {me, launcher}:
+        tracked.setdefault(pid, table[pid][1])
+    left = _signal_all(tracked, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_S
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _signal_all(left, 0)
+    _signal_all(left, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    for ignored in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(ignored, signal.SIG_IGN)
+    watch(int(sys.argv[1]), sys.stdin.fileno())
