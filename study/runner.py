@@ -89,7 +89,9 @@ def ray_session(address: str | None):
                     log_to_driver=False,
                     **local,
                 )
-        except ConnectionError as exc:
+        except (ConnectionError, ValueError) as exc:  # ValueError: a ray:// address, no ray[client]
+            if not address:
+                raise
             raise ConnectionError(f"cannot join the Ray cluster at {address}: {exc}") from None
         _quiet()  # again: ray.init's logging config resets the levels of loggers below "ray"
         yield
@@ -114,8 +116,11 @@ def _watchdog():
     """study/watchdog.py for the block: it ends what Ray left running once this process is gone."""
     script = Path(__file__).with_name("watchdog.py")
     watchdog = subprocess.Popen(
-        [sys.executable, str(script), str(os.getpid())], stdin=subprocess.PIPE
+        [sys.executable, str(script), str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
+    watchdog.stdout.read()  # its stdout ends once it watches: before Ray starts anything
     try:
         yield
     finally:

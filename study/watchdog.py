@@ -4,8 +4,9 @@ A launcher that exits normally stops its local Ray cluster itself. One killed wi
 Ray's head processes share its fate, but their agents wait a minute or more for a dead head before
 they exit. So the launcher starts this process (stdlib only, started before Ray) with a pipe on
 its stdin that only the launcher holds: the pipe ends when the launcher exits, however it exits.
-Until then, every half second, this records the launcher's descendants; then it ends each one
-still running (checked by its start time, so a recycled pid is never hit) and exits. It ignores
+Until then, every half second, this records the launcher's descendants (it closes its stdout once
+it has taken the first look); then it ends each one still running (checked by its start time, so a
+recycled pid is never hit) and exits. It ignores
 Ctrl-C, SIGTERM and SIGHUP: they are for the launcher, and it must outlive the launcher by a moment.
 """
 
@@ -44,30 +45,42 @@ def _descendants(roots: set[int], table: dict[int, tuple[int, str]]) -> set[int]
     return found
 
 
+def _same(processes: dict[int, str], table: dict[int, tuple[int, str]]) -> set[int]:
+    """The pids in `processes` (pid -> start time) still held by that very process."""
+    return {pid for pid, start in processes.items() if table.get(pid, (0, ""))[1] == start}
+
+
+def _track(tracked: dict[int, str], launcher: dict[int, str]) -> None:
+    """Add every process descended from the launcher, or from one tracked before (the parent of a
+    Ray agent dies before the agent does), to `tracked`; a recycled pid is never a root."""
+    table = _processes()
+    roots = _same(launcher, table) | _same(tracked, table)
+    for pid in _descendants(roots, table) - {os.getpid()}:
+        tracked.setdefault(pid, table[pid][1])
+
+
 def _signal_all(tracked: dict[int, str], signum: int) -> dict[int, str]:
     """Send signum to each tracked process that is still the same process; return those."""
-    table = _processes()
-    alive = {pid: start for pid, start in tracked.items() if table.get(pid, (0, ""))[1] == start}
+    alive = _same(tracked, _processes())
     for pid in alive:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-    return alive
+    return {pid: tracked[pid] for pid in alive}
 
 
-def watch(launcher: int, pipe: int) -> None:
+def watch(launcher_pid: int, pipe: int) -> None:
     """Record the launcher's descendants until the `pipe` file descriptor ends, then end them."""
+    launcher = {launcher_pid: _processes().get(launcher_pid, (0, ""))[1]}
     tracked: dict[int, str] = {}
-    me = os.getpid()
+    _track(tracked, launcher)
+    os.close(1)  # the first look is taken: whoever waits on our stdout may go on
     while True:
-        table = _processes()
-        for pid in _descendants({launcher, *tracked}, table) - {me, launcher}:
-            tracked.setdefault(pid, table[pid][1])
-        if select.select([pipe], [], [], POLL_S)[0] and not os.read(pipe, 4096):
+        _track(tracked, launcher)
+        readable = select.select([pipe], [], [], POLL_S)[0]
+        if readable and not os.read(pipe, 4096):  # end of file: the launcher is done, or gone
             break
-    # one last look: what the tracked processes started since the last poll
-    table = _processes()
-    for pid in _descendants({launcher, *tracked}, table) - {me, launcher}:
-        tracked.setdefault(pid, table[pid][1])
+    _track(tracked, launcher)  # what they started since the last look
+    tracked.pop(launcher_pid, None)
     left = _signal_all(tracked, signal.SIGTERM)
     deadline = time.monotonic() + GRACE_S
     while left and time.monotonic() < deadline:

@@ -235,9 +235,9 @@ def faults(env, tmp_path_factory):
             time.sleep(0.1)
         seen["before"] = snapshot(store)
         seen["second"] = probe(env, "--grid-file", str(grid_file), "--results", str(store))
-        dry = ["--grid-file", str(grid_file), "--results", str(store), "--dry-run"]
-        seen["dry"] = probe(env, *dry)
         seen["after"] = snapshot(store)
+        dry = ["--grid-file", str(grid_file), "--results", str(store), "--dry-run"]
+        seen["dry"] = probe(env, *dry)  # still held: the trial waits for this hook to return
 
     pipes = {
         "crash": PipedBatch(root / "crash", ["truncate"]),
@@ -559,29 +559,28 @@ def test_ctrl_c_during_an_optuna_search_stops_every_curve_and_says_how_to_resume
 
 @pytest.mark.slow
 def test_a_store_that_fails_mid_run_gives_one_message_and_exit_3(env, sessions, tmp_path):
-    """A file where the store needs a folder: Ray Tune's _tune/ (its state, written first), then
-    _superseded/ (the rerun of a failed trial cannot keep the old row). Each gives one line naming
-    the path and the cause, and exit 3 (they were 30- and 100-line tracebacks, and exit 1)."""
-    path = tmp_path / "results.parquet"
-    cfg = grids.expand("smoke")[0]
+    """_superseded/ is a file, so the rerun of a failed trial cannot keep the old row: one line
+    naming the path and the cause, and exit 3 (it was a 100-line double traceback, and exit 1)."""
+    path, grid_file = tmp_path / "results.parquet", tmp_path / "broken.json"
+    root = write_cifar10_fixture(tmp_path / "data")  # a batch cut short: the trial fails at once
+    batch = root / data.CIFAR_DIR / "data_batch_1"
+    batch.write_bytes(batch.read_bytes()[:100])
+    entry = {**CIFAR_TINY, "verify_checksums": False, "data_root": str(root)}
+    grid_file.write_text(json.dumps([entry]))
     with ResultStore(path) as store:
-        store.write({**new_row(cfg), "status": "failed", "error": "first try"})
-    args = ["--grid", "smoke", "--limit", "1", "--results", str(path)]
-    for folder, cause in [(runner.TUNE_DIR, "Not a directory"), (SUPERSEDED, "File exists")]:
-        (path / folder).write_text("a file where the folder belongs")
-        result = launch(env, sessions, *args)
-        assert result.returncode == 3, result.stderr
-        (message,) = [line for line in result.stderr.splitlines() if line.startswith("launch: ")]
-        assert message.startswith(f"launch: error: cannot write to the results store {path}")
-        assert str(path / folder) in message and cause in message, message
-        assert message.endswith(
-            "0 rows stored by this launch, 1 in all in "
-            f"{path}; make it writable and rerun the same command to resume"
-        )
-        assert "Traceback" not in result.stderr and not list(path.glob(".tmp-*"))
-        assert pd.read_parquet(path)["error"].tolist() == ["first try"]  # the old row stays live
-        assert not session_members(sessions[-1]), "Ray processes outlived the launch"
-        (path / folder).unlink()
+        store.write({**new_row(make_config(entry)), "status": "failed", "error": "first try"})
+    (path / SUPERSEDED).write_text("a file where the folder belongs")
+    result = launch(env, sessions, "--grid-file", str(grid_file), "--results", str(path))
+    assert result.returncode == 3, result.stderr
+    (message,) = [line for line in result.stderr.splitlines() if line.startswith("launch: ")]
+    assert message == (
+        f"launch: error: cannot write to the results store {path}: File exists: "
+        f"{path / SUPERSEDED}; 0 rows stored by this launch, 1 in all in {path}; make it "
+        "writable and rerun the same command to resume"
+    )
+    assert "Traceback" not in result.stderr and not list(path.glob(".tmp-*"))
+    assert pd.read_parquet(path)["error"].tolist() == ["first try"]  # the old row stays live
+    assert not session_members(sessions[-1]), "Ray processes outlived the launch"
 
 
 def test_files_the_launcher_does_not_own_are_named_and_never_crash_it(env, tmp_path):

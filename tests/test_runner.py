@@ -154,3 +154,15 @@ def test_a_store_that_refuses_a_write_stops_the_launch_past_tunes_error_handling
     assert isinstance(stop.value.error, StoreWriteError)
     assert str(tmp_path / "results.parquet" / SUPERSEDED) in str(stop.value.error)
     assert not list((tmp_path / "results.parquet").glob(".tmp-*"))
+
+
+def test_ray_tunes_own_state_failing_to_write_is_a_store_write_error(tmp_path, monkeypatch):
+    """Tune keeps its state in the store's _tune/, and a full or read-only disk may trip Tune
+    before the next row: that too is the store's error, naming it (study/launch.py exits 3)."""
+    store = ResultStore(tmp_path / "results.parquet")
+    (store.path / runner.TUNE_DIR).write_text("a file where the folder belongs")
+    # with_parameters puts its values in Ray's object store: not needed to get as far as Tune's
+    monkeypatch.setattr(runner.tune, "with_parameters", lambda trainable, **values: trainable)
+    with pytest.raises(StoreWriteError, match=f"results store {store.path} \\(_tune/\\): .*Not a"):
+        runner.run_grid(store, "g", [CFG], runner.Resources(1, 0.0, None))
+    assert not runner.ray.is_initialized()
