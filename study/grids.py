@@ -23,6 +23,7 @@ from trainables.config import (
     READINGS,
     TrialConfig,
     make_config,
+    shown,
 )
 
 # Depth-1 DAE/VAE curves (Figure 1, Tables 2-3): every latent size in Tables 2-3 (32 ... 768) plus
@@ -98,6 +99,12 @@ SMOKE = [
     {**SMOKE_BASE, "depth": [2, 1, 1, 1]},
 ]
 
+# Caps on a grid file, far above any real one (table1 written out is ~30 kB and ~4,000 values), so
+# that a YAML alias bomb (nested anchors: a few hundred bytes expanding to billions of values) is
+# refused before anything walks it.
+MAX_GRID_FILE_BYTES = 1_000_000
+MAX_GRID_VALUES = 100_000
+
 GRIDS = {
     "digits": DIGITS,
     "smoke": SMOKE,
@@ -136,27 +143,51 @@ def from_file(path: str | Path) -> Grid:
     path = Path(path)
     fix = 'write a list of mappings such as [{"dataset": "digits", "latent": 8}]'
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_GRID_FILE_BYTES + 1)
+        text = raw.decode()
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(
             f"grid file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}); {fix}"
         ) from None
+    if len(raw) > MAX_GRID_FILE_BYTES:
+        raise ValueError(f"grid file {path}: larger than {MAX_GRID_FILE_BYTES:,} bytes; {fix}")
     try:
         entries = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:  # json.JSONDecodeError is a ValueError
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         kind = "JSON" if path.suffix == ".json" else "YAML"
         raise ValueError(
-            f"grid file {path}: not valid {kind} ({str(exc).splitlines()[0]}); {fix}"
+            f"grid file {path}: not valid {kind} ({str(exc).splitlines()[0][:200]}); {fix}"
         ) from None
+    if _expands_beyond(entries, MAX_GRID_VALUES):
+        raise ValueError(
+            f"grid file {path}: expands to more than {MAX_GRID_VALUES:,} values "
+            f"(YAML aliases?); {fix}"
+        )
     if (
         not isinstance(entries, list)
         or not entries
         or not all(isinstance(entry, dict) for entry in entries)
     ):
         raise ValueError(
-            f"grid file {path}: expected a non-empty list of mappings, got {entries!r:.80}; {fix}"
+            f"grid file {path}: expected a non-empty list of mappings, got {shown(entries)}; {fix}"
         )
     return Grid(path.stem, entries, f"grid file {path}")
+
+
+def _expands_beyond(data, limit: int) -> bool:
+    """Whether `data`, with every shared (aliased) part counted each time it appears, holds more
+    than `limit` values; stops counting there, so a bomb or a cycle costs `limit` steps at most."""
+    pending = [data]
+    for _ in range(limit):
+        if not pending:
+            return False
+        node = pending.pop()
+        if isinstance(node, dict):
+            pending += [*node.keys(), *node.values()]
+        elif isinstance(node, list):
+            pending += node
+    return bool(pending)
 
 
 SEED_IS_THE_REPLICATE = "replicate r always runs with seed r; remove the seed and use --seeds N"
@@ -198,7 +229,8 @@ def expand(
     configs: dict[str, TrialConfig] = {}
     for index, entry in enumerate(grid.entries):
         if "seed" in entry:
-            raise ValueError(f"{grid.source}, entry {index} {entry}: {SEED_IS_THE_REPLICATE}")
+            where = f"{grid.source}, entry {index} {shown(entry)}"
+            raise ValueError(f"{where}: {SEED_IS_THE_REPLICATE}")
         for replicate in range(seeds):
             try:
                 cfg = make_config({**entry, **(runtime or {}), **overrides, "seed": replicate})
@@ -213,15 +245,14 @@ def _config_error(
 ) -> ValueError:
     """Where the bad value came from: the --set alone, the --set with this entry, or the entry."""
     key = str(exc).split(":")[0]
+    where = f"{grid.source}, entry {index} {shown(entry)}"
     if key not in overrides:
-        return ValueError(f"{grid.source}, entry {index} {entry}: {exc}")
+        return ValueError(f"{where}: {exc}")
     try:
         make_config({key: overrides[key]})
     except ValueError as alone:  # wrong whatever the entry: the --set is the whole story
         return ValueError(f"{_format_override(key, overrides[key])}: {alone}")
-    return ValueError(
-        f"{grid.source}, entry {index} {entry} with {_format_override(key, overrides[key])}: {exc}"
-    )
+    return ValueError(f"{where} with {_format_override(key, overrides[key])}: {exc}")
 
 
 def curve_key(fields: dict) -> tuple:

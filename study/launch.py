@@ -2,11 +2,20 @@
 over its curves, into the store.
 
 Every input is checked before Ray starts (grid, config keys and values, datasets, scoring weights,
-the results path, another launcher); a bad one ends the launch with one message on stderr and exit
-status 2. Trials already `ok` or `diverged` in the store are skipped (a divergence is a result;
---rerun-diverged runs them again), so the same command resumes a killed launch and reruns only the
-trials that `failed`. Every trial ends as a row, whatever happens to it; the launch exits 1 when
-some of them failed, else 0.
+the results path, another launcher, the cores and GPUs a trial asks for, the --address); a bad one
+ends the launch with one message on stderr. Trials already `ok` or `diverged` in the store are
+skipped (a divergence is a result; --rerun-diverged runs them again), so the same command resumes a
+stopped launch and reruns only the trials that `failed`. Relative paths (--data-root, --cache-dir,
+--results, DAE_DATA_ROOT, DAE_CACHE_DIR, DAE_FID_WEIGHTS) are taken from where the launcher starts.
+
+Exit status:
+  0    every trial ended ok or diverged
+  1    some trial failed (its row says why)
+  2    bad input: nothing was scheduled
+  3    the store could not be written (read-only, full, a file where a folder belongs): the rows
+       written before it are kept; fix it and rerun the same command to resume
+  130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM; 129 by SIGHUP: Ray is stopped, the rows
+       stored are kept; rerun the same command to resume. A second signal ends it at once.
 
 Custom grids without editing code:
   --set KEY=VALUE   override one config field in every trial of the grid (repeatable); VALUE is
@@ -19,13 +28,28 @@ Custom grids without editing code:
 """
 
 import argparse
+import contextlib
+import dataclasses
 import json
+import math
+import os
+import signal
+import socket
 import sys
 import time
 from collections import Counter
 from functools import partial
 from pathlib import Path
 
+if __name__ == "__main__":  # the imports below take seconds; a stop then is a clean exit
+
+    def _stop_while_importing(signum, frame):
+        os.write(2, f"launch: interrupted by {signal.Signals(signum).name}: nothing ran\n".encode())
+        os._exit(128 + signum)
+
+    for _signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(_signum) is not signal.SIG_IGN:
+            signal.signal(_signum, _stop_while_importing)
 if __package__ in (None, ""):  # run as a script from a checkout: make the stages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,13 +57,52 @@ import torch
 
 from analysis.results import usable
 from study import grids
-from study.store import FINISHED, ResultStore, scan
+from study.resources import gpu_fraction
+from study.store import FINISHED, ResultStore, StoreWriteError, check_usable, survey
 from trainables import data, features
 from trainables.config import TrialConfig
 from trainables.schema import SAMPLERS
 
 # The samplers the paper draws from, for the summary and --search-metric (N(0,I) is in the store).
 REPORTED_SAMPLERS = ("mvg", "gmm")
+EXIT_FAILED_TRIAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_STORE_UNWRITABLE = 3
+# Ray runs each trial in a folder of its own: a relative path in these means the launcher's folder.
+PATH_VARIABLES = ("DAE_DATA_ROOT", "DAE_CACHE_DIR", "DAE_FID_WEIGHTS")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+ADDRESS_TIMEOUT_S = 10
+RAY_PORT = 6379  # a Ray head's default port; 10001 for a Ray Client (ray://) address
+RAY_CLIENT_PORT = 10001
+RESUME = "rerun the same command to resume"
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt, in every phase of the launch, and are
+    recorded in the list this yields; a second one while the launch winds down ends the process at
+    once (study/watchdog.py then ends what Ray left). KeyboardInterrupt, because it is the one
+    exception that Ray's native calls and Ray Tune's loop let through as it is.
+
+    A signal that was ignored (SIGHUP under nohup) stays ignored.
+    """
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    handled = [signum for signum, handler in saved.items() if handler is not signal.SIG_IGN]
+    received: list[int] = []
+
+    def stop(signum, frame):
+        received.append(signum)
+        for other in handled:
+            signal.signal(other, lambda again, frame: os._exit(128 + again))
+        raise KeyboardInterrupt
+
+    for signum in handled:
+        signal.signal(signum, stop)
+    try:
+        yield received
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def _gpu_share(text: str) -> str | float:
@@ -152,23 +215,95 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _plan(args: argparse.Namespace) -> list[TrialConfig]:
-    """The grid's trials, validated, with the runtime paths (not part of a trial's identity)."""
-    if (
-        args.gpus_per_trial not in ("auto", 0)
-        and not args.address
-        and not torch.cuda.is_available()
-    ):
-        raise ValueError(
-            f"--gpus-per-trial {args.gpus_per_trial} asks for GPUs, but this machine has none"
-        )
+    """The grid's trials, validated, with the runtime paths (not part of a trial's identity) made
+    absolute; what they ask of this machine or of --address is checked."""
+    for variable in PATH_VARIABLES:
+        if os.environ.get(variable):  # local Ray workers inherit the launcher's environment
+            os.environ[variable] = _absolute(os.environ[variable])
     runtime = {
-        key: value
+        key: _absolute(value)
         for key, value in (("data_root", args.data_root), ("cache_dir", args.cache_dir))
         if value
     }
     grid = grids.from_file(args.grid_file) if args.grid_file else grids.named_grid(args.grid)
     args.grid = grid.name  # the tag every row carries
-    return grids.expand(grid, args.seeds, runtime, dict(args.overrides))[: args.limit]
+    trials = grids.expand(grid, args.seeds, runtime, dict(args.overrides))[: args.limit]
+    trials = [
+        dataclasses.replace(
+            cfg, data_root=_absolute(cfg.data_root), cache_dir=_absolute(cfg.cache_dir)
+        )
+        for cfg in trials
+    ]
+    if args.address:
+        _check_address(args.address)
+    else:
+        _check_local_resources(args, trials)
+    return trials
+
+
+def _absolute(path: str) -> str:
+    """A relative path from the launcher's folder; '' (the default) and '~' (each node's own home)
+    stay as they are."""
+    return path if not path or path.startswith("~") else os.path.abspath(path)
+
+
+def _check_local_resources(args: argparse.Namespace, trials: list[TrialConfig]) -> None:
+    """What a trial asks for must exist on this machine, or Ray waits for it forever. (On a
+    cluster, --address, nodes come and go: Ray and the trial rows say what is missing there.)"""
+    cores = os.cpu_count() or 1
+    if args.cpus_per_trial > cores:
+        raise ValueError(
+            f"--cpus-per-trial {args.cpus_per_trial}: this machine has {cores} CPU cores, so no "
+            f"trial could ever start; pass --cpus-per-trial {cores} or less"
+        )
+    gpus = torch.cuda.device_count()
+    share = args.gpus_per_trial
+    if (share == "table" and not gpus) or (share not in ("auto", "table") and share > gpus):
+        having = f"has {gpus} GPUs" if gpus else "has none"
+        raise ValueError(f"--gpus-per-trial {share} asks for GPUs, but this machine {having}")
+    for cfg in trials:
+        if not cfg.device.startswith("cuda"):
+            continue
+        index = int(cfg.device.partition(":")[2] or 0)
+        seen = _gpus_seen_by_a_trial(share, cfg, gpus)
+        if index >= seen:
+            raise ValueError(
+                f"device: {cfg.device} asks for GPU {index}, but a trial here sees {seen} GPU(s) "
+                "(Ray shows each trial its share of a card as cuda:0); use device=cuda or auto"
+            )
+
+
+def _gpus_seen_by_a_trial(share: str | float, cfg: TrialConfig, gpus: int) -> int:
+    """Ray sets CUDA_VISIBLE_DEVICES to the cards it gives a trial; with no share, it leaves the
+    machine's."""
+    if share == "auto":
+        share = "table" if gpus else 0
+    if share == "table":
+        share = gpu_fraction(cfg)
+    return min(gpus, math.ceil(share)) if share else gpus
+
+
+def _check_address(address: str) -> None:
+    """A host:port that answers, within seconds: ray.init retries an unreachable one for minutes.
+    `auto` (the cluster this machine belongs to) is Ray's to find; it fails at once."""
+    if address == "auto":
+        return
+    client = address.startswith("ray://")
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon:
+        host, port = port, str(RAY_CLIENT_PORT if client else RAY_PORT)
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), ADDRESS_TIMEOUT_S):
+            return
+    except ValueError:
+        why = f"{port!r} is not a port number"
+    except OSError as exc:  # refused, unknown host, timed out
+        why = exc.strerror or str(exc) or type(exc).__name__
+    raise ValueError(
+        f"--address {address}: cannot reach a Ray cluster there ({why}); check the address "
+        "(host:port of the head, or auto on a node of the cluster), or leave --address out to "
+        "run on this machine"
+    )
 
 
 def _missing_inputs(trials: list[TrialConfig]) -> list[str]:
@@ -256,15 +391,42 @@ def _summary(store: ResultStore, trials: list[TrialConfig]) -> None:
                 f"{best['metric']:15s}  {ok_rows[key]}"
             )
     rows = len(store.status)
-    print(f"\nresults: {store.path} ({rows} rows; pandas.read_parquet reads it as one table)")
+    readable = (
+        "move the files named above out of it for pandas.read_parquet to read it"
+        if store.stray
+        else "pandas.read_parquet reads it as one table"
+    )
+    print(f"\nresults: {store.path} ({rows} rows; {readable})")
+
+
+def _warn_about_files(store: ResultStore) -> None:
+    """Name every file opening the store set aside, and those it leaves but does not own."""
+    for part in store.corrupt:
+        _warn(f"unreadable part file moved to {part}; its trial will run again")
+    for why, moved in store.foreign:
+        _warn(f"{why}; moved to {moved}")
+    for part, moved in store.outranked:
+        _warn(f"{part} is a second row of a trial, not the better or newer one; moved to {moved}")
+    if store.stray:
+        _warn_stray(store.path, store.stray)
+
+
+def _warn_stray(path: Path, stray: list[Path]) -> None:
+    names = [str(file.relative_to(path)) for file in stray]
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    _warn(
+        f"{path} holds files that are not result rows: {', '.join(names[:5])}{more}. The launcher "
+        f"and the report skip them, but pandas.read_parquet({str(path)!r}) fails on them: move "
+        "them out of the store"
+    )
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore) -> int:
-    for part in store.corrupt:
-        print(
-            f"warning: unreadable part file moved to {part}; its trial will run again",
-            file=sys.stderr,
-        )
+    _warn_about_files(store)
     done = store.done(_finished(args))
     todo = [cfg for cfg in trials if cfg.trial_id() not in done]
     if not args.search and not todo:
@@ -274,23 +436,26 @@ def _run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore
     from study import runner  # imports Ray: only when there is something to run
 
     start = time.monotonic()
-    with runner.ray_session(args.address):
-        resources = runner.Resources(
-            args.cpus_per_trial, runner.gpu_request(args.gpus_per_trial), args.max_concurrent
-        )
-        if args.search:
-            callbacks = runner.run_searches(
-                store, args.grid, trials, resources, args.search_trials, args.search_metric
+    try:
+        with runner.ray_session(args.address):
+            resources = runner.Resources(
+                args.cpus_per_trial, runner.gpu_request(args.gpus_per_trial), args.max_concurrent
             )
-        else:
-            print(
-                f"grid {args.grid}: {len(trials)} trials, {len(trials) - len(todo)} already done, "
-                f"{len(todo)} to run"
-            )
-            callbacks = [runner.run_grid(store, args.grid, todo, resources)]
+            if args.search:
+                callbacks = runner.run_searches(
+                    store, args.grid, trials, resources, args.search_trials, args.search_metric
+                )
+            else:
+                print(
+                    f"grid {args.grid}: {len(trials)} trials, {len(trials) - len(todo)} already "
+                    f"done, {len(todo)} to run"
+                )
+                callbacks = [runner.run_grid(store, args.grid, todo, resources)]
+    except runner.Abort as abort:  # carried out of Tune's loop: the store refused a write
+        raise abort.error from None
     _summary(store, trials)
     print(f"finished in {runner.format_duration(time.monotonic() - start)}")
-    return 1 if any(callback.failed for callback in callbacks) else 0
+    return EXIT_FAILED_TRIAL if any(callback.failed for callback in callbacks) else 0
 
 
 def _finished(args: argparse.Namespace) -> frozenset[str]:
@@ -298,26 +463,69 @@ def _finished(args: argparse.Namespace) -> frozenset[str]:
     return frozenset({"ok"}) if args.rerun_diverged else FINISHED
 
 
+def _dry_run(args: argparse.Namespace, trials: list[TrialConfig]) -> int:
+    path = Path(args.results).expanduser().absolute()
+    check_usable(path)  # what the launch would refuse: a file, no permission, another launcher
+    found = survey(path)
+    if found.stray:
+        _warn_stray(path, found.stray)
+    finished = _finished(args)
+    _print_plan(
+        args, trials, {trial_id for trial_id, part in found.live.items() if part.status in finished}
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    with _stop_on_signals() as received:
+        return _launch(args, received)
+
+
+def _launch(args: argparse.Namespace, received: list[int]) -> int:
     try:
         trials = _plan(args)
         if args.download:
             _download_inputs(trials)
         if args.dry_run:
-            statuses = scan(Path(args.results))[0]
-            done = {trial_id for trial_id, status in statuses.items() if status in _finished(args)}
-            _print_plan(args, trials, done)
-            return 0
+            return _dry_run(args, trials)
         missing = _missing_inputs(trials)
         if missing:
             raise FileNotFoundError("\n".join(missing))
         store = ResultStore(args.results)
+    except KeyboardInterrupt:
+        return _interrupted(received, "nothing ran")
     except (ValueError, OSError, RuntimeError) as exc:  # bad input, missing files, unusable store
         print(f"launch: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     with store:
-        return _run(args, trials, store)
+        try:
+            return _run(args, trials, store)
+        except KeyboardInterrupt:
+            return _interrupted(received, f"{_stored(store)}; {RESUME}")
+        except StoreWriteError as exc:
+            _tell(f"launch: error: {exc}; {_stored(store)}; make it writable and {RESUME}")
+            return EXIT_STORE_UNWRITABLE
+        except ConnectionError as exc:  # ray.init could not join --address
+            _tell(f"launch: error: {exc}")
+            return EXIT_BAD_INPUT
+
+
+def _interrupted(received: list[int], what: str) -> int:
+    """Say which signal stopped the launch and what it left; its exit status is 128 + signal."""
+    signum = received[0] if received else signal.SIGINT  # else a KeyboardInterrupt of Python's own
+    _tell(f"launch: interrupted by {signal.Signals(signum).name}: {what}")
+    return 128 + signum
+
+
+def _stored(store: ResultStore) -> str:
+    return f"{store.written} rows stored by this launch, {len(store.status)} in all in {store.path}"
+
+
+def _tell(message: str) -> None:
+    """The last word of a stopped launch; after SIGHUP its terminal may be gone."""
+    with contextlib.suppress(OSError):
+        print(message, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

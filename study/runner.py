@@ -11,8 +11,11 @@ import datetime
 import logging
 import math
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 import ray
@@ -21,7 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from study import grids
 from study.resources import gpu_fraction
-from study.store import ResultStore
+from study.store import ResultStore, StoreWriteError, UnstorableRow
 from trainables.config import TrialConfig, make_config
 from trainables.trial import new_row, run_trial, traceback_summary
 
@@ -47,28 +50,82 @@ def _quiet() -> None:
         logging.getLogger(noise).setLevel(logging.ERROR)
 
 
+class Abort(BaseException):
+    """Carries an error out of Ray Tune's loop as it is: Tune wraps an Exception that a callback
+    raises into a TuneError and logs its traceback, but lets a BaseException (as KeyboardInterrupt)
+    through."""
+
+    def __init__(self, error: Exception):
+        super().__init__(error)
+        self.error = error
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None):
-    """Join a cluster, or start a quiet local one with every core here; disconnect at the end."""
+    """Join a cluster, or start a quiet local one with every core here; disconnect at the end.
+
+    A local cluster is stopped however the launch ends: by ray.shutdown() on the way out of the
+    block (an exception or a signal included), and by study/watchdog.py if the launcher is killed.
+    """
     # no CSV/JSON/TensorBoard copies of each row
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # a lost worker: our progress line says it, and _tune/ keeps the text
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    # Ctrl-C is the launcher's (study/launch.py): it stops everything, not just one Tune run
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     local = {} if address else {"num_cpus": os.cpu_count()}
     _quiet()
-    ray.init(
-        address=address or "local",
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        log_to_driver=False,
-        **local,
-    )
-    _quiet()  # again: ray.init's logging config resets the levels of loggers below "ray"
+    with contextlib.ExitStack() as stack:
+        if not address:
+            stack.enter_context(_watchdog())
+        stack.callback(ray.shutdown)
+        try:
+            with _sigterm_left_alone():
+                ray.init(
+                    address=address or "local",
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                    **local,
+                )
+        except (ConnectionError, ValueError) as exc:  # ValueError: a ray:// address, no ray[client]
+            if not address:
+                raise
+            raise ConnectionError(f"cannot join the Ray cluster at {address}: {exc}") from None
+        _quiet()  # again: ray.init's logging config resets the levels of loggers below "ray"
+        yield
+
+
+@contextlib.contextmanager
+def _sigterm_left_alone():
+    """ray.init installs SIGTERM handlers of its own, all through one function (sys.exit(15), or
+    kill the new node's processes and exit 1: no word, no row count); the launcher's handler stops
+    a launch cleanly in any phase, so for the block that function does nothing."""
+    utils = ray._private.utils
+    install = utils.set_sigterm_handler
+    utils.set_sigterm_handler = lambda handler: None
     try:
         yield
     finally:
-        ray.shutdown()
+        utils.set_sigterm_handler = install
+
+
+@contextlib.contextmanager
+def _watchdog():
+    """study/watchdog.py for the block: it ends what Ray left running once this process is gone."""
+    script = Path(__file__).with_name("watchdog.py")
+    watchdog = subprocess.Popen(
+        [sys.executable, str(script), str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    watchdog.stdout.read()  # its stdout ends once it watches: before Ray starts anything
+    try:
+        yield
+    finally:
+        watchdog.stdin.close()  # the watchdog's cue; a killed launcher's pipe closes just the same
+        watchdog.wait()
 
 
 def gpu_request(gpus_per_trial: str | float) -> str | float:
@@ -165,10 +222,10 @@ class StoreCallback(tune.Callback):
         self._write(trials, trial, row)
 
     def _write(self, trials, trial, row: dict) -> None:
+        cfg = make_config(trial_overrides(trial.config))
         if row.get("trial_id") is None:  # an error outside run_trial: status, error, traceback
-            row = {**_failed_row(make_config(trial_overrides(trial.config)), row["error"]), **row}
-        row.update(self.tags, replicate=row["seed"])
-        self.store.write(row)
+            row = {**_failed_row(cfg, row["error"]), **row}
+        row = self._store(cfg, {**row, **self.tags, "replicate": row["seed"]})
         self.written.add(trial.trial_id)
         if row["status"] == "ok":
             self.ok += 1
@@ -178,8 +235,24 @@ class StoreCallback(tune.Callback):
             self.diverged += row["status"] == "diverged"
             self.failed += row["status"] != "diverged"
             outcome = (row["error"] or "").splitlines()[0][:120]
-        label = grids.curve_label(make_config(trial_overrides(trial.config)))
+        label = grids.curve_label(cfg)
         self._progress(trials, trial, f"{row['status']} {label} latent {row['latent']}: {outcome}")
+
+    def _store(self, cfg: TrialConfig, row: dict) -> dict:
+        """Write the row, or if a value fits no column, the trial's failed row saying which (its
+        config always fits); returns what was stored. A store that refuses a write stops the launch:
+        every later row would be lost too."""
+        try:
+            try:
+                self.store.write(row)
+                return row
+            except UnstorableRow as exc:
+                error = f"the row could not be stored: {exc}"
+                row = {**_failed_row(cfg, error), **self.tags, "replicate": cfg.seed}
+                self.store.write(row)
+                return row
+        except StoreWriteError as exc:
+            raise Abort(exc) from None
 
     def _progress(self, trials, trial, what: str) -> None:
         finished = self.ok + self.diverged + self.failed
@@ -323,24 +396,41 @@ def _fit(
     trainable = tune.with_parameters(
         train_one, cpus=resources.cpus_per_trial, metric=metric, measured=measured or {}
     )
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, trial_resources(resources)),
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            search_alg=search_alg,
-            num_samples=samples,
-            max_concurrent_trials=resources.max_concurrent,
-            # a worker keeps torch, the dataset and the scoring network loaded between trials
-            reuse_actors=True,
-            trial_name_creator=_tune_trial_name,
-            trial_dirname_creator=_tune_trial_name,
-        ),
-        run_config=tune.RunConfig(
-            name=f"{callback.tags['grid']}-{callback.tags['search']}-{datetime.datetime.now():%Y%m%d-%H%M%S}",
-            storage_path=str(store.path / TUNE_DIR),
-            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-            callbacks=[callback],
-            verbose=0,
-        ),
-    )
-    tuner.fit()
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, trial_resources(resources)),
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                search_alg=search_alg,
+                num_samples=samples,
+                max_concurrent_trials=resources.max_concurrent,
+                # a worker keeps torch, the dataset and the scoring network loaded between trials
+                reuse_actors=True,
+                trial_name_creator=_tune_trial_name,
+                trial_dirname_creator=_tune_trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=f"{callback.tags['grid']}-{callback.tags['search']}-{datetime.datetime.now():%Y%m%d-%H%M%S}",
+                storage_path=str(store.path / TUNE_DIR),
+                failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+                callbacks=[callback],
+                verbose=0,
+            ),
+        )
+        tuner.fit()
+    except Exception as exc:
+        cause = _store_failure(exc, store)
+        if cause is None:
+            raise
+        message = f"cannot write to the results store {store.path} ({TUNE_DIR}/): {cause}"
+        raise StoreWriteError(message) from None
+
+
+def _store_failure(exc: BaseException | None, store: ResultStore) -> OSError | None:
+    """The OSError behind `exc` if it was about a file in the store: Ray Tune writes its own state
+    to _tune/ there, and a full or read-only disk may trip it before the next row."""
+    while exc is not None:
+        if isinstance(exc, OSError) and str(store.path) in f"{exc} {exc.filename}":
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None

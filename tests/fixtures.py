@@ -81,3 +81,10 @@ def torchscript_archive(path: Path) -> Path:
         archive.writestr("net/data.pkl", b"")
         archive.writestr("net/code/__torch__/net.py", b"")
     return Path(path)
+
+
+# 427 bytes of nested YAML anchors that expand to 9**9 (387 million) values
+ALIAS_BOMB = "- dataset: digits\n  latent: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+    f"  x{i}: &{chr(ord('a') + i)} [{', '.join(['*' + chr(ord('a') + i - 1)] * 9)}]\n"
+    for i in range(1, 9)
+)

@@ -22,11 +22,13 @@ PROBE = (
 )
 
 
-def start(env: dict, sessions: list[int], *args: str, **popen) -> subprocess.Popen:
+def start(
+    env: dict, sessions: list[int], *args: str, cwd: Path = REPO, **popen
+) -> subprocess.Popen:
     """`python study/launch.py ARGS` in a new session, recorded in `sessions` for the clean-up."""
     proc = subprocess.Popen(
-        [sys.executable, "study/launch.py", *args],
-        cwd=REPO,
+        [sys.executable, str(REPO / "study" / "launch.py"), *args],
+        cwd=cwd,
         env=env,
         text=True,
         start_new_session=True,
@@ -37,10 +39,10 @@ def start(env: dict, sessions: list[int], *args: str, **popen) -> subprocess.Pop
 
 
 def launch(
-    env: dict, sessions: list[int], *args: str, timeout: float = 300
+    env: dict, sessions: list[int], *args: str, timeout: float = 300, cwd: Path = REPO
 ) -> subprocess.CompletedProcess:
     """Run the launcher to the end and return what it printed."""
-    proc = start(env, sessions, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start(env, sessions, *args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout, stderr = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 

@@ -1,6 +1,9 @@
+import dataclasses
+
+import numpy as np
 import pytest
 
-from trainables.config import VALUES_BEFORE, TrialConfig, make_config
+from trainables.config import FIELDS, INT_MAXIMA, VALUES_BEFORE, TrialConfig, make_config
 
 
 def test_defaults_are_the_papers_protocol():
@@ -52,6 +55,20 @@ def test_digits_starts_small_but_overrides_win():
         ({"model": "vae", "latent_norm": "bn"}, "latent_norm"),
         ({"dataset": "cifar10", "feature_extractor": "digits-cnn"}, "feature_extractor"),
         ({"device": "tpu"}, "device"),
+        # valid-looking values that no store column or no hardware can hold
+        ({"n_samples": 1e19}, "n_samples"),
+        ({"latent": 10**19}, "latent"),
+        ({"gmm_components": 2**63}, "gmm_components"),
+        ({"epochs": 1e9}, "epochs"),
+        ({"seed": 2**32}, "seed"),
+        ({"seed": -1}, "seed"),
+        ({"depth": 10**6}, "depth"),
+        ({"lr": 1e-320}, "lr"),  # subnormal: 0 in float32
+        ({"noise_std": 1e308}, "noise_std"),  # inf in float32
+        ({"beta": 1e39, "model": "vae"}, "beta"),
+        ({"device": "cuda:"}, "device"),
+        ({"device": "cuda:abc"}, "device"),
+        ({"device": "cuda:-1"}, "device"),
     ],
 )
 def test_bad_input_names_the_key(overrides, key):
@@ -166,3 +183,25 @@ def test_config_is_frozen_and_replace_revalidates():
     with pytest.raises(ValueError, match="latent"):
         cfg.replace(latent=-1)
     assert isinstance(cfg, TrialConfig)
+
+
+def test_every_integer_field_has_a_maximum_that_int64_holds():
+    """The store keeps integers as int64: a new integer field must be bounded too."""
+    ints = {name for name, f in FIELDS.items() if f.type in (int, "int")}
+    assert set(INT_MAXIMA) == ints
+    assert all(0 < maximum < np.iinfo(np.int64).max for maximum in INT_MAXIMA.values())
+    largest = make_config({**INT_MAXIMA, "filters": 4096})  # the maxima themselves are accepted
+    assert dataclasses.asdict(largest)["n_samples"] == INT_MAXIMA["n_samples"]
+
+
+def test_float_fields_take_zero_and_float32s_normal_range():
+    assert make_config({"noise_std": 0}).noise_std == 0.0
+    assert make_config({"lr": 1e-30}).lr == 1e-30
+    assert make_config({"lr": 1e30}).lr == 1e30  # diverges, as the reliability tests want: a row
+
+
+def test_error_messages_show_a_huge_value_cut_short():
+    nested = [[list(range(1000))] * 1000] * 1000
+    with pytest.raises(ValueError) as error:
+        make_config({"latent": nested})
+    assert len(str(error.value)) < 300 and str(error.value).startswith("latent: expected an")

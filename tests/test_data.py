@@ -61,6 +61,40 @@ def test_truncated_cifar_batch_is_corrupt_not_a_pickle_traceback(tmp_path):
         data.load_dataset("cifar10", root, tmp_path / "cache", verify=False)
 
 
+class MakesADirectory:
+    """Unpickling this runs os.mkdir: the proof that a reader executed code from a data file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+@pytest.mark.parametrize("where", ["the whole file", "inside the batch dict"])
+def test_a_crafted_cifar_batch_cannot_run_code_even_with_checksums_off(tmp_path, where):
+    root = write_cifar10_fixture(tmp_path / "data")
+    marker = tmp_path / "pwned"
+    payload = MakesADirectory(marker)
+    if where != "the whole file":
+        payload = {b"data": np.zeros((1, 3072), np.uint8), b"labels": [payload]}
+    with open(root / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump(payload, f, protocol=2)
+    with pytest.raises(data.DatasetCorrupt, match="data_batch_1.*posix.mkdir is not part of"):
+        data.load_dataset("cifar10", root, tmp_path / "cache", verify=False)
+    assert not marker.exists()
+
+
+def test_batches_pickled_by_numpy_1_still_load(tmp_path):
+    """The official batches name numpy.core.multiarray (numpy 1), not numpy._core (numpy 2)."""
+    root = write_cifar10_fixture(tmp_path / "data")
+    for batch in (root / "cifar-10-batches-py").glob("*_batch*"):
+        batch.write_bytes(batch.read_bytes().replace(b"numpy._core.", b"numpy.core."))
+    assert b"numpy.core.multiarray" in (root / "cifar-10-batches-py" / "test_batch").read_bytes()
+    ds = data.load_dataset("cifar10", root, tmp_path / "cache", verify=False)
+    assert ds.train.shape == (40, 3, 32, 32)
+
+
 def test_load_for_config_uses_the_config_paths(tmp_path):
     root = write_cifar10_fixture(tmp_path / "data", n_train_per_batch=2, n_test=3)
     cfg = make_config(

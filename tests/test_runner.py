@@ -3,10 +3,11 @@
 from dataclasses import asdict, dataclass
 
 import pandas as pd
+import pytest
 
 from study import runner
 from study.resources import gpu_fraction
-from study.store import ResultStore
+from study.store import SUPERSEDED, ResultStore, StoreWriteError
 from trainables.config import make_config
 from trainables.schema import RESULT_COLUMNS
 
@@ -121,3 +122,47 @@ def test_an_error_around_run_trial_becomes_a_failed_row_not_a_tune_retry(tmp_pat
     )
     assert stored.error.startswith("KeyError: ") and "in <lambda>" in stored.traceback
     assert tracker.failed == 1
+
+
+def test_a_row_no_column_can_hold_is_stored_as_failed_and_the_next_row_lands(tmp_path):
+    """A value too big for int64 in one row: that trial is a failed row naming the column, and the
+    launch goes on storing the others (it used to die in the callback, losing them)."""
+    other = make_config({"dataset": "digits", "latent": 16, "seed": 1})
+    tracker = callback(tmp_path)
+    for cfg, extra in ((CFG, {"n_reference": 2**70}), (other, {})):
+        row = dict.fromkeys(RESULT_COLUMNS)
+        row.update(cfg.science(), trial_id=cfg.trial_id(), status="ok", fd_mvg=3.0, wall_s=1.0)
+        trial = FakeTrial({"trial": asdict(cfg)})
+        result = {runner.ROW_KEY: {**row, **extra}, runner.SCORE_KEY: 3.0}
+        tracker.on_trial_result(0, [trial], trial, result)
+    stored = pd.read_parquet(tmp_path / "results.parquet").set_index("latent")
+    assert stored.loc[8, "status"] == "failed" and stored.loc[16, "status"] == "ok"
+    assert stored.loc[8, "error"].startswith("the row could not be stored: n_reference: Overflow")
+    assert (tracker.failed, tracker.ok) == (1, 1)
+
+
+def test_a_store_that_refuses_a_write_stops_the_launch_past_tunes_error_handling(tmp_path):
+    """Tune turns an Exception from a callback into a TuneError with two tracebacks; the store's
+    error must reach the launcher as it is (study/launch.py then exits 3)."""
+    tracker = callback(tmp_path)
+    trial = FakeTrial({"trial": asdict(CFG)})
+    tracker.on_trial_error(0, [trial], trial)  # a failed row, that a rerun will supersede
+    (tmp_path / "results.parquet" / SUPERSEDED).write_text("a file where the folder belongs")
+    with pytest.raises(runner.Abort) as stop:
+        tracker.on_trial_error(0, [trial], FakeTrial({"trial": asdict(CFG)}, trial_id="t2"))
+    assert not isinstance(stop.value, Exception)  # Tune's `except Exception` cannot catch it
+    assert isinstance(stop.value.error, StoreWriteError)
+    assert str(tmp_path / "results.parquet" / SUPERSEDED) in str(stop.value.error)
+    assert not list((tmp_path / "results.parquet").glob(".tmp-*"))
+
+
+def test_ray_tunes_own_state_failing_to_write_is_a_store_write_error(tmp_path, monkeypatch):
+    """Tune keeps its state in the store's _tune/, and a full or read-only disk may trip Tune
+    before the next row: that too is the store's error, naming it (study/launch.py exits 3)."""
+    store = ResultStore(tmp_path / "results.parquet")
+    (store.path / runner.TUNE_DIR).write_text("a file where the folder belongs")
+    # with_parameters puts its values in Ray's object store: not needed to get as far as Tune's
+    monkeypatch.setattr(runner.tune, "with_parameters", lambda trainable, **values: trainable)
+    with pytest.raises(StoreWriteError, match=f"results store {store.path} \\(_tune/\\): .*Not a"):
+        runner.run_grid(store, "g", [CFG], runner.Resources(1, 0.0, None))
+    assert not runner.ray.is_initialized()

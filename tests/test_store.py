@@ -1,7 +1,10 @@
+import errno
 import math
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,7 +12,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from study.store import CORRUPT, SUPERSEDED, ResultStore, StoreError
+from study.store import (
+    CORRUPT,
+    FOREIGN,
+    SUPERSEDED,
+    ResultStore,
+    StoreError,
+    StoreWriteError,
+    UnstorableRow,
+    check_usable,
+)
 from trainables.config import make_config
 from trainables.schema import RESULT_COLUMNS, RESULT_SCHEMA, to_table
 
@@ -182,3 +194,160 @@ def test_a_relaunch_skips_ok_and_diverged_trials_and_reruns_failed_ones(tmp_path
             store.write(row)
         assert store.done() == {ok["trial_id"], diverged["trial_id"]}
         assert store.done(frozenset({"ok"})) == {ok["trial_id"]}  # --rerun-diverged
+
+
+# ------------------------------------------------------------------ two rows of one trial
+
+
+def write_part(path, row: dict, name: str | None = None):
+    """A part file as another copy of the store (or a hand) would leave it."""
+    part = path / (name or f"{row['trial_id']}.parquet")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(to_table([row]), part)
+    return part
+
+
+@pytest.mark.parametrize("stale_where", ["copy/", "zz-copy/", "renamed "])
+def test_a_stale_failed_row_of_a_trial_never_hides_its_ok_row(tmp_path, stale_where):
+    """A second file of one trial (an old store copied into a subfolder, a renamed file): the ok
+    row stays live however the files sort, even when the failed one started later."""
+    path = tmp_path / "results.parquet"
+    ok = make_row(4, status="ok", fd_mvg=1.0, started_at="2024-05-01T12:00:00+00:00")
+    failed = make_row(4, status="failed", error="stale", started_at="2024-06-01T12:00:00+00:00")
+    write_part(path, ok)
+    stale = write_part(path, failed, f"{stale_where}{failed['trial_id']}.parquet")
+    moved = []
+    for _ in range(2):  # the same choice every time the store opens
+        with ResultStore(path) as store:
+            assert store.status == {ok["trial_id"]: "ok"} and store.done() == {ok["trial_id"]}
+            moved.append([original for original, _ in store.outranked])
+    assert moved == [[stale], []]
+    df = pd.read_parquet(path)
+    assert df["status"].tolist() == ["ok"]
+    (aside,) = (path / SUPERSEDED).iterdir()
+    assert pd.read_parquet(aside)["error"].tolist() == ["stale"]
+
+
+def test_of_two_rows_with_the_same_outcome_the_later_start_stays_live(tmp_path):
+    path = tmp_path / "results.parquet"
+    early = make_row(4, status="failed", error="early", started_at="2024-05-01T12:00:00+00:00")
+    late = make_row(4, status="failed", error="late", started_at="2024-06-01T12:00:00+00:00")
+    write_part(path, late, "a/x.parquet")
+    write_part(path, early)
+    with ResultStore(path):
+        pass
+    assert pd.read_parquet(path)["error"].tolist() == ["late"]
+
+
+def test_a_failed_retry_of_an_ok_trial_is_kept_aside_not_live(tmp_path):
+    path = tmp_path / "results.parquet"
+    with ResultStore(path) as store:
+        store.write(make_row(4, status="ok", fd_mvg=1.0))
+        aside = store.write(make_row(4, status="failed", error="retry"))
+        assert aside.parent.name == SUPERSEDED and store.status == {make_row(4)["trial_id"]: "ok"}
+    assert pd.read_parquet(path)["status"].tolist() == ["ok"]
+
+
+def test_a_rerun_replaces_a_row_that_lived_in_a_subfolder(tmp_path):
+    path = tmp_path / "results.parquet"
+    write_part(path, make_row(4, status="failed", error="old"), "copy/old.parquet")
+    with ResultStore(path) as store:
+        store.write(make_row(4, status="ok"))
+    assert pd.read_parquet(path)["status"].tolist() == ["ok"]
+    assert not (path / "copy" / "old.parquet").exists() and len(os.listdir(path / SUPERSEDED)) == 1
+
+
+# ------------------------------------------------------------------ files that are not rows
+
+
+def test_parts_that_are_not_rows_of_this_study_are_set_aside_and_named(tmp_path):
+    """A foreign table, a column of the wrong type, several rows in one file, an unknown status:
+    each moved to _foreign/ with why, so that pandas and the report read the rest."""
+    path = tmp_path / "results.parquet"
+    write_part(path, make_row(4))
+    pq.write_table(pa.table({"a": [1, 2]}), path / "summary.parquet")
+    typo = to_table([make_row(8)]).set_column(
+        list(RESULT_COLUMNS).index("latent"), "latent", pa.array(["eight"])
+    )
+    pq.write_table(typo, path / "typed.parquet")
+    pq.write_table(to_table([make_row(16), make_row(32)]), path / "merged.parquet")
+    write_part(path, make_row(64, status="done"), "status.parquet")
+    with ResultStore(path) as store:
+        why = {Path(moved).parent.name: [] for _, moved in store.foreign}
+        reasons = " | ".join(reason for reason, _ in store.foreign)
+        assert store.status == {make_row(4)["trial_id"]: "ok"}
+    assert set(why) == {FOREIGN} and len(store.foreign) == 4
+    for name, said in [
+        ("summary.parquet", "lacks the columns"),
+        ("typed.parquet", "column latent is not int64"),
+        ("merged.parquet", "holds 2 rows"),
+        ("status.parquet", "status 'done'"),
+    ]:
+        assert re.search(f"{name}[^|]*{said}", reasons), (name, reasons)
+    assert pd.read_parquet(path)["latent"].tolist() == [4]
+
+
+def test_files_that_are_not_parquet_are_listed_and_left_alone(tmp_path):
+    path = tmp_path / "results.parquet"
+    with ResultStore(path) as store:
+        store.write(make_row(4))
+    (path / "notes.txt").write_text("my notes")
+    (path / "report").mkdir()
+    (path / "report" / "table_2.csv").write_text("a,b\n")
+    with ResultStore(path) as store:
+        assert [p.relative_to(path) for p in store.stray] == [
+            Path("notes.txt"),
+            Path("report/table_2.csv"),
+        ]
+        assert store.done() == {make_row(4)["trial_id"]} and len(store.read()) == 1
+    assert (path / "notes.txt").exists()
+
+
+# ------------------------------------------------------------------ write errors
+
+
+def test_a_failed_write_leaves_no_temp_file_and_says_where(tmp_path, monkeypatch):
+    path = tmp_path / "results.parquet"
+    store = ResultStore(path)
+    store.write(make_row(4, status="failed"))
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(StoreWriteError, match=f"results store {path}: No space left on device"):
+        store.write(make_row(8))
+    monkeypatch.undo()
+    (path / SUPERSEDED).mkdir()
+    os.rmdir(path / SUPERSEDED)
+    (path / SUPERSEDED).write_text("a file where the folder belongs")
+    with pytest.raises(StoreWriteError, match=f"File exists: {path / SUPERSEDED}"):
+        store.write(make_row(4, status="ok"))
+    store.close()
+    assert not list(path.glob(".tmp-*")) and store.written == 1
+    assert pd.read_parquet(path)["status"].tolist() == ["failed"]  # the old row is still live
+
+
+def test_a_row_with_a_value_no_column_holds_is_refused_alone(tmp_path):
+    with ResultStore(tmp_path / "r") as store:
+        with pytest.raises(UnstorableRow, match="n_reference"):
+            store.write(make_row(4, n_reference=2**70))
+        store.write(make_row(8))  # the store is fine: the next row lands
+        assert store.written == 1 and not list(store.path.glob(".tmp-*"))
+
+
+def test_check_usable_refuses_what_a_launch_would_refuse_and_creates_nothing(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    for path, said in [
+        (tmp_path / "a-file", "it is a file, not a folder"),
+        (tmp_path / "a-file" / "r", "is a file"),
+    ]:
+        with pytest.raises(StoreError, match=said):
+            check_usable(path)
+    check_usable(tmp_path / "new" / "results.parquet")
+    assert not (tmp_path / "new").exists()
+    held = tmp_path / "held"
+    with ResultStore(held):
+        with pytest.raises(StoreError, match=f"another launcher \\(pid {os.getpid()}\\)"):
+            check_usable(held)
+    check_usable(held)  # released

@@ -12,6 +12,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,6 +144,35 @@ PROTOCOL_FIELDS = ("epochs", "batch_size", "lr", "n_samples", "gmm_components", 
 # Readings of what the paper leaves open (README, "Choices"): set apart from a dataset's default,
 # they name a curve too.
 READINGS = ("decoder_width", "bce_reduction", "bn_momentum", "bn_eps", "gmm_max_iter", "precision")
+# The largest value of each integer field a trial can run with: far beyond any study of this paper,
+# far inside int64 (the store's integers) and what numpy, torch and the memory of one GPU can take.
+INT_MAXIMA = {
+    "filters": 4096,  # the last stage then has 8f = 32768 channels
+    "latent": 65536,
+    "epochs": 100_000,
+    "batch_size": 65536,
+    "seed": 2**32 - 1,  # numpy's seed range
+    "n_samples": 1_000_000,  # 100x the paper's 10,000 images per scored set
+    "gmm_components": 10_000,
+    "gmm_max_iter": 1_000_000,
+}
+MAX_CONVS_PER_STAGE = 64
+# Every float field enters float32 arithmetic on the device (bf16 has the same exponent range): a
+# magnitude outside float32's normal range becomes 0, a subnormal or inf there, so only 0 or a
+# magnitude in [FLOAT32_TINY, FLOAT32_MAX] can do what it says.
+FLOAT32_TINY = 1.1754943508222875e-38
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def shown(value, limit: int = 200) -> str:
+    """A value for an error message, cut to a readable length (a grid file can hold anything):
+    reprlib never walks past a few items and levels, so a huge value costs no time either."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 60
+    short.maxdict = short.maxlist = 8
+    short.maxlevel = 2
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _normalise_depth(value) -> str:
@@ -181,27 +212,32 @@ def _coerce(name: str, value):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name}: expected an integer, got {value!r}")
+            raise ValueError(f"{name}: expected an integer, got {shown(value)}")
     elif kind in ("float", float):
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, float))
             or not math.isfinite(value)
         ):
-            raise ValueError(f"{name}: expected a finite number, got {value!r}")
+            raise ValueError(f"{name}: expected a finite number, got {shown(value)}")
         value = float(value)
+        if value != 0 and not FLOAT32_TINY <= abs(value) <= FLOAT32_MAX:
+            raise ValueError(
+                f"{name}: {value!r} cannot be held in float32, which training computes in; use 0 "
+                f"or a magnitude from {FLOAT32_TINY:.3g} to {FLOAT32_MAX:.3g}"
+            )
     elif kind in ("bool", bool):
         if not isinstance(value, bool):
-            raise ValueError(f"{name}: expected true or false, got {value!r}")
+            raise ValueError(f"{name}: expected true or false, got {shown(value)}")
     elif kind in ("str", str):
         if not isinstance(value, str):
-            raise ValueError(f"{name}: expected a string, got {value!r}")
+            raise ValueError(f"{name}: expected a string, got {shown(value)}")
     return value
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+        raise ValueError(f"{name}: {shown(value)} is not one of {', '.join(choices)}")
 
 
 def validate(cfg: TrialConfig) -> TrialConfig:
@@ -222,6 +258,15 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     for name in ("latent", "epochs", "n_samples", "gmm_components", "gmm_max_iter"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name}: must be at least 1, got {getattr(cfg, name)}")
+    for name, maximum in INT_MAXIMA.items():
+        if getattr(cfg, name) > maximum:
+            raise ValueError(f"{name}: must be at most {maximum:,}, got {getattr(cfg, name):,}")
+    if cfg.seed < 0:
+        raise ValueError(f"seed: must be >= 0, got {cfg.seed}")
+    if max(cfg.stage_depths) > MAX_CONVS_PER_STAGE:
+        raise ValueError(
+            f"depth: at most {MAX_CONVS_PER_STAGE} convs per stage, got {cfg.stage_depths}"
+        )
     if cfg.batch_size < 2:
         raise ValueError(
             f"batch_size: batch norm needs at least 2 images per batch, got {cfg.batch_size}"
@@ -247,8 +292,8 @@ def validate(cfg: TrialConfig) -> TrialConfig:
             "latent_norm: normalising the latent is a DAE experiment; "
             "a VAE's latent is its mean/log-variance pair"
         )
-    if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
-        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,4})?", cfg.device):
+        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {shown(cfg.device)}")
     extractor = cfg.feature_extractor
     if extractor == "auto":
         extractor = "digits-cnn" if cfg.dataset == "digits" else "inception-fid"

@@ -178,16 +178,40 @@ def _cifar_md5s() -> dict[str, str]:
     return dict(CIFAR10.train_list + CIFAR10.test_list)
 
 
-def _read_cifar_batch(path: Path, md5: str, verify: bool) -> np.ndarray:
-    """One official python batch -> uint8 (N, 3, 32, 32).
+def _latin1(text: str, encoding: str) -> bytes:
+    """What _codecs.encode does in a pickle of bytes written by Python 3 at protocol 2."""
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"encoding {encoding!r} in a CIFAR-10 batch")
+    return text.encode("latin1")
 
-    Checksum first: this is the one pickle we accept.
-    """
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Builds only what a CIFAR-10 batch holds (a dict of bytes, lists, ints and one uint8 array):
+    any other global a pickle names is refused, so no data file can run code, whether or not its
+    checksum was checked."""
+
+    _reconstruct = np.zeros(0).__reduce__()[0]  # numpy's array builder, wherever it lives now
+    GLOBALS = {  # numpy 1 named its module numpy.core, numpy 2 numpy._core
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1,
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR-10 batch")
+        return self.GLOBALS[module, name]
+
+
+def _read_cifar_batch(path: Path, md5: str, verify: bool) -> np.ndarray:
+    """One official python batch -> uint8 (N, 3, 32, 32), its checksum checked first by default."""
     if verify:
         _check_md5(path, md5)
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _CifarUnpickler(f, encoding="bytes").load()
         pixels = np.asarray(batch[b"data"])
     except Exception as exc:  # unpickling a damaged file can raise almost anything
         why = f"cannot be read as a CIFAR-10 batch ({type(exc).__name__}: {exc})"

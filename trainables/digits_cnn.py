@@ -46,14 +46,16 @@ class DigitsCNN(nn.Module):
 def load_digits_cnn(cache_dir: Path) -> DigitsCNN:
     """The digits-cnn from cache_dir/digits-cnn.pt, trained and saved there on first use.
 
-    A damaged or stale file (or one that would need pickle code to load) is retrained and replaced.
+    A damaged or stale file, one holding NaN or inf, or one that would need pickle code to load, is
+    retrained and replaced.
     """
     path = Path(cache_dir) / DIGITS_CNN_FILE
     model = DigitsCNN()
     if path.is_file():
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return model.eval()
+            if all(tensor.isfinite().all() for tensor in model.state_dict().values()):
+                return model.eval()
         except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError):
             pass  # retrain and overwrite below
     data = load_dataset("digits", root=Path(cache_dir), cache_dir=Path(cache_dir))

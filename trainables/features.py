@@ -364,15 +364,33 @@ def reference_stats(dataset: str, images: torch.Tensor, extractor: Extractor, ca
     image_hash = hashlib.sha256(image_bytes).hexdigest()[:12]
     name = f"{dataset}-{extractor.name}-{extractor.weights_id}-n{len(images)}-{image_hash}.npz"
     path = Path(cache_dir).expanduser() / STATS_DIR / name
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as stats:
-                return stats["mu"], stats["sigma"]
-        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):
-            pass  # damaged: recompute and overwrite
+    cached = _cached_stats(path, extractor.dim)
+    if cached is not None:
+        return cached
     mu, sigma = gaussian_stats(extractor.device_features(images))
     atomic_write(path, lambda f: np.savez(f, mu=mu, sigma=sigma))
     return mu, sigma
+
+
+def _cached_stats(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The statistics cached at `path` if they can be used: a (dim,) mean and a (dim, dim)
+    covariance, all finite. None for a missing, damaged or wrong file (a full disk, a copy cut
+    short, a run whose features were NaN), which is then recomputed and overwritten."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stats:
+            mu, sigma = stats["mu"], stats["sigma"]
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    usable = (
+        mu.shape == (dim,)
+        and sigma.shape == (dim, dim)
+        and mu.dtype.kind == sigma.dtype.kind == "f"
+        and np.isfinite(mu).all()
+        and np.isfinite(sigma).all()
+    )
+    return (mu, sigma) if usable else None
 
 
 def score(

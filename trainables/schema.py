@@ -149,13 +149,21 @@ def live_parts(store: Path) -> list[Path]:
     pyarrow skips every file or folder whose name starts with '_' or '.': temp files, superseded
     and corrupt rows, Ray Tune's state and the lock are never rows.
     """
-    parts = []
-    for folder, subfolders, files in os.walk(store):
+    return [path for path in _read_by_pyarrow(store) if path.name.endswith(".parquet")]
+
+
+def stray_files(store: Path) -> list[Path]:
+    """Files that pandas.read_parquet(store) would try to read but that are not Parquet parts
+    (notes, a report written into the store): it fails on them, so they are worth a warning."""
+    return [path for path in _read_by_pyarrow(store) if not path.name.endswith(".parquet")]
+
+
+def _read_by_pyarrow(store: Path) -> list[Path]:
+    files = []
+    for folder, subfolders, names in os.walk(store):
         subfolders[:] = [name for name in subfolders if _is_live(name)]
-        parts += [
-            Path(folder) / name for name in files if _is_live(name) and name.endswith(".parquet")
-        ]
-    return sorted(parts)
+        files += [Path(folder) / name for name in names if _is_live(name)]
+    return sorted(files)
 
 
 def _parse_times(row: dict) -> dict:
