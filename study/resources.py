@@ -10,6 +10,7 @@ an 80 GB card. `python -m benchmarks.packing --size paper` measures throughput w
 trials per card and prints the table to put here.
 """
 
+from trainables import data
 from trainables.config import TrialConfig
 
 # share of one GPU for a depth-1 model, by dataset and filter base
@@ -26,3 +27,37 @@ def gpu_fraction(cfg: TrialConfig) -> float:
     if max(cfg.stage_depths) > 1:
         share *= 2
     return min(share, 1.0)
+
+
+# --------------------------------------------------------------------------- the longest first
+
+TRAIN_IMAGES = {"digits": 1_347, "cifar10": 50_000, "celeba": 162_770}  # the training splits
+# A graphed training step of batch 128, in seconds: a fixed part (launching the graph, Adam, the
+# small layers) plus a part proportional to `work`; fitted to the steps benchmarks/train_step.py
+# measured on one H200 at 32, 64 and 128 filters on CIFAR-10 (1.49, 2.33, 4.54 ms). For CelebA (4x
+# the pixels, 5x5 kernels) it overestimates: 14 ms at 128 filters against 9.7 ms measured; enough
+# to order trials, which is all it is for.
+STEP_FLOOR_S = 1.3e-3
+STEP_WORK_S = 0.2e-3
+EVAL_S = 30.0  # encoding, the priors and six scored sets of 10,000 images: about half a minute
+
+
+def work(cfg: TrialConfig) -> float:
+    """A step's convolution work relative to a depth-1, 32-filter CIFAR-10 model: it grows with
+    the square of the filters (every conv's input and output widths scale together), the pixels,
+    and the convs per stage."""
+    _, height, width = data.DATASETS[cfg.dataset].image_shape
+    depth = sum(cfg.stage_depths) / len(cfg.stage_depths)
+    return (cfg.filters / 32) ** 2 * (height * width / 1024) * depth * cfg.batch_size / 128
+
+
+def estimated_seconds(cfg: TrialConfig) -> float:
+    """A trial's GPU time, roughly: epochs x steps an epoch x step time, plus its evaluation."""
+    steps = cfg.epochs * -(-TRAIN_IMAGES[cfg.dataset] // cfg.batch_size)
+    return steps * (STEP_FLOOR_S + STEP_WORK_S * work(cfg)) + EVAL_S
+
+
+def longest_first(configs: list[TrialConfig]) -> list[TrialConfig]:
+    """The trials in the order to start them: the longest first, so that the study does not end on
+    one long CelebA trial while the other GPUs idle; equal estimates keep their grid order."""
+    return sorted(configs, key=estimated_seconds, reverse=True)

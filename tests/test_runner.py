@@ -5,7 +5,8 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from study import runner
-from study.resources import gpu_fraction
+from study.grids import expand
+from study.resources import estimated_seconds, gpu_fraction, longest_first
 from study.store import ResultStore
 from trainables.config import make_config
 from trainables.schema import RESULT_COLUMNS
@@ -121,3 +122,26 @@ def test_an_error_around_run_trial_becomes_a_failed_row_not_a_tune_retry(tmp_pat
     )
     assert stored.error.startswith("KeyError: ") and "in <lambda>" in stored.traceback
     assert tracker.failed == 1
+
+
+def test_the_longest_trials_start_first(tmp_path, monkeypatch):
+    """Estimated cost grows with the dataset's images and pixels, the filters, the depth and the
+    epochs; equal estimates keep the grid's order, and Tune is handed the grid in that order."""
+    small = make_config({"filters": 32})
+    assert estimated_seconds(small) < estimated_seconds(small.replace(filters=64))
+    assert estimated_seconds(small) < estimated_seconds(small.replace(depth=2))
+    assert estimated_seconds(small) < estimated_seconds(small.replace(epochs=200))
+    assert estimated_seconds(small) < estimated_seconds(small.replace(dataset="celeba"))
+    table1 = expand("table1")
+    ordered = longest_first(table1)
+    costs = [estimated_seconds(cfg) for cfg in ordered]
+    assert costs == sorted(costs, reverse=True) and sorted(ordered, key=table1.index) == table1
+    assert (ordered[0].dataset, ordered[0].filters, ordered[0].latent) == ("celeba", 128, 16)
+    assert ordered[-1].filters == 32 and ordered[-1].dataset == "cifar10"
+
+    handed = []
+    monkeypatch.setattr(runner, "_fit", lambda store, cb, res, space, **kw: handed.append(space))
+    store = ResultStore(tmp_path / "results.parquet")
+    runner.run_grid(store, "g", table1[::-1], runner.Resources(1, 0.0, None))
+    grid = handed[0]["trial"]["grid_search"]
+    assert [make_config(trial) for trial in grid] == longest_first(table1[::-1])

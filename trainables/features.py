@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 EXTRACTORS = ("inception-fid", "digits-cnn")
 STATS_DIR = "reference-stats"
 FEATURE_BATCH = 250  # images per network call: hundreds keep a GPU busy (Inception: ~14 MiB each)
+CUDA_CHANNELS_LAST = True  # NHWC on CUDA: cuDNN's faster fp32 kernels (benchmarks/scoring.py)
 
 
 # --------------------------------------------------------------------------- FID Inception weights
@@ -228,26 +230,46 @@ class Extractor:
     device: torch.device
     weights_id: str
     tf32: bool = False
+    channels_last: bool = False  # the network's weights and its input batches (CUDA)
 
     @torch.no_grad()
     def device_features(
-        self, images: torch.Tensor, batch_size: int = FEATURE_BATCH
+        self, images: torch.Tensor | Sequence[torch.Tensor], batch_size: int = FEATURE_BATCH
     ) -> torch.Tensor:
-        """(N, C, H, W) images, float in [0, 1] or uint8, on any device -> (N, dim) float32
-        features on the extractor's device.
+        """(N, C, H, W) images, float in [0, 1] or uint8, on any device, or a list of such sets
+        of one image shape -> (N, dim) float32 features on the extractor's device, in order.
 
-        Generated images are already on the device: nothing crosses to the host.
+        Each set is cut into batches of `batch_size` from its start, as one call per set would
+        (an image's float32 features can depend on its batch's size, in the last bits). On CUDA
+        each batch is copied into one buffer of exactly that size, the last one of a set padded,
+        and the padding's features dropped: the network sees one shape, which cuDNN autotunes
+        once per process (cudnn.benchmark, on for this call only), and the images never leave
+        the card.
         """
-        if images.ndim != 4:
-            raise ValueError(
-                f"{self.name}: expected images of shape (N, C, H, W), got {tuple(images.shape)}"
-            )
-        with _cudnn_tf32(self.tf32):
-            out = [
-                self.network(_to_unit_float(batch.to(self.device))).float()
-                for batch in images.split(batch_size)
-            ]
-        return torch.cat(out) if out else torch.zeros((0, self.dim), device=self.device)
+        sets = [images] if isinstance(images, torch.Tensor) else list(images)
+        for part in sets:
+            if part.ndim != 4 or part.shape[1:] != sets[0].shape[1:]:
+                raise ValueError(
+                    f"{self.name}: expected image sets of one shape (N, C, H, W), got "
+                    f"{[tuple(p.shape) for p in sets]}"
+                )
+        total = sum(len(part) for part in sets)
+        out = torch.empty((total, self.dim), device=self.device)
+        if total == 0:
+            return out
+        pad = self.device.type == "cuda"
+        width = batch_size if pad else min(batch_size, max(len(part) for part in sets))
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        buffer = torch.zeros((width, *sets[0].shape[1:]), device=self.device)
+        buffer = buffer.contiguous(memory_format=layout)
+        start = 0
+        with _cudnn_settings(tf32=self.tf32, benchmark=pad):
+            for batch in (batch for part in sets for batch in part.split(batch_size)):
+                images_in = _fill(buffer, batch)
+                features = self.network(buffer if pad else images_in)
+                out[start : start + len(batch)] = features[: len(batch)]
+                start += len(batch)
+        return out
 
     def features(self, images: torch.Tensor, batch_size: int = FEATURE_BATCH) -> np.ndarray:
         """device_features as a float64 numpy array on the host."""
@@ -285,7 +307,13 @@ def get_extractor(
             f"unknown feature extractor {name!r}; expected one of {', '.join(EXTRACTORS)}"
         )
     network = network.to(device).eval()
-    _EXTRACTORS[key] = Extractor(name, dim, network, device, _fingerprint(network))
+    fingerprint = _fingerprint(network)
+    channels_last = device.type == "cuda" and CUDA_CHANNELS_LAST
+    if channels_last:
+        network = network.to(memory_format=torch.channels_last)
+    _EXTRACTORS[key] = Extractor(
+        name, dim, network, device, fingerprint, channels_last=channels_last
+    )
     return _EXTRACTORS[key]
 
 
@@ -318,39 +346,53 @@ def reference_stats(dataset: str, images: torch.Tensor, extractor: Extractor, ca
     return mu, sigma
 
 
+def score_sets(
+    sets: dict[str, torch.Tensor], extractor: Extractor, ref_stats: tuple[np.ndarray, np.ndarray]
+) -> dict[str, float]:
+    """Fréchet distance between each image set and the reference statistics, in the extractor's
+    features: all sets through the network in one pass (Extractor.device_features), then each
+    set's statistics and distance on the extractor's device; only the distances reach the host."""
+    names = list(sets)
+    every = extractor.device_features([sets[name] for name in names])
+    rows = every.split([len(sets[name]) for name in names])
+    return {
+        name: frechet_distance(*moments(features), *ref_stats)
+        for name, features in zip(names, rows, strict=True)
+    }
+
+
 def score(
     images: torch.Tensor, extractor: Extractor, ref_stats: tuple[np.ndarray, np.ndarray]
 ) -> float:
-    """Fréchet distance between `images` and the reference statistics in the extractor's features.
-
-    Features, statistics and distance stay on the extractor's device, in batches of hundreds.
-    """
-    mu, sigma = moments(extractor.device_features(images))
-    return frechet_distance(mu, sigma, *ref_stats)
+    """score_sets of one set."""
+    return score_sets({"images": images}, extractor, ref_stats)["images"]
 
 
 # --------------------------------------------------------------------------- helpers
 
 
 @contextlib.contextmanager
-def _cudnn_tf32(allowed: bool):
-    """Allow or forbid TF32 in cuDNN convolutions for the block; the process-wide switch is
-    restored after."""
-    saved = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = allowed
+def _cudnn_settings(tf32: bool, benchmark: bool):
+    """Allow or forbid TF32 in cuDNN convolutions, and autotune them or not, for the block; the
+    process-wide switches (training sets its own autotuning) are restored after."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = benchmark
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = saved
+        torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved
 
 
-def _to_unit_float(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 0..255 or float in [0, 1] -> float32 in [0, 1]."""
-    if batch.dtype == torch.uint8:
-        return batch.float() / 255
-    if not batch.is_floating_point():
-        raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {batch.dtype}")
-    return batch.float()
+def _fill(buffer: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Copy the images to the start of the buffer as float in [0, 1]; -> that part of it."""
+    if not (images.dtype == torch.uint8 or images.is_floating_point()):
+        raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
+    part = buffer[: len(images)]
+    part.copy_(images)
+    if images.dtype == torch.uint8:
+        part.div_(255)
+    return part
 
 
 def _fingerprint(network: nn.Module) -> str:
