@@ -82,14 +82,13 @@ def test_a_search_suggestion_overrides_the_curves_latent():
 
 
 def test_gpu_shares_grow_with_the_model_and_ask_for_gpus_only_when_used():
-    small = make_config({"filters": 32})
-    medium = make_config({"filters": 64})
-    large = make_config({"filters": 256, "depth": 2})
+    small = make_config({"dataset": "digits", "filters": 32})
+    medium = make_config({"dataset": "digits", "filters": 128})
+    large = make_config({"dataset": "digits", "filters": 256, "depth": 2})
     assert 0 < gpu_fraction(small) < gpu_fraction(medium) < gpu_fraction(large) == 1.0
-    assert gpu_fraction(make_config({"filters": 32, "depth": 2})) == 2 * gpu_fraction(small)
-    assert gpu_fraction(make_config({"dataset": "celeba", "filters": 64})) > gpu_fraction(
-        make_config({"filters": 64})
-    )
+    assert gpu_fraction(small.replace(depth=2)) == 2 * gpu_fraction(small)
+    for dataset in ("cifar10", "celeba"):  # packed, a graphed trial trains no faster
+        assert gpu_fraction(make_config({"dataset": dataset, "filters": 32})) == 1.0
     config = {"trial": asdict(small)}
     table = runner.trial_resources(runner.Resources(2, "table", None))(config)
     cpu_only = runner.trial_resources(runner.Resources(2, 0.0, None))(config)
