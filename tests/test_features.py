@@ -251,6 +251,17 @@ def test_image_sets_of_other_shapes_or_types_are_refused(digits):
 
 
 @pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
+def test_the_scoring_benchmark_knows_when_pytorch_fids_distance_cannot_run(monkeypatch):
+    """scipy 1.18 removed sqrtm's `disp`, which pytorch-fid 0.3.0 passes: benchmarks/scoring.py
+    then times pytorch-fid's features alone instead of crashing."""
+    import scipy.linalg
+
+    sqrtm = scipy.linalg.sqrtm
+    monkeypatch.setattr(scipy.linalg, "sqrtm", lambda matrix: sqrtm(matrix))  # as scipy 1.18
+    assert "disp" in sqrtm_failure() and "fails on scipy" in sqrtm_failure()
+
+
+@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
 @pytest.mark.filterwarnings("ignore:Matrix is singular")  # digits-cnn has dead ReLU units
 def test_score_matches_pytorch_fids_own_path(digits):
     """Batched on-device features + eigh trace == pytorch-fid's path (host DataLoader at batch 50
