@@ -1,17 +1,21 @@
-"""Small models share a GPU: aggregate training images/s with 1, 2, 4 and 8 concurrent trials on one
-device.
+"""Small models share a GPU: aggregate training images/s with 1, 2 and 4 concurrent trials on one
+device, each training with graphed steps as a trial does.
 
     python -m benchmarks.packing               # CPU, tiny: 4 and 8 filters x 1 and 2 processes
                                                # (checks that it works)
-    python -m benchmarks.packing --size paper  # GPU: 32, 64, 128 filters x 1, 2, 4, 8 processes
+    python -m benchmarks.packing --size paper  # GPU: 32 and 64 filters x 1, 2, 4 processes
+                                               # (8 measured once on an H200: no better than 4)
 
 Each trial is a process of its own, as Ray runs them, training the real model with
-trainables.train.train on a CIFAR-10-shaped random uint8 tensor resident on the device. After a
-warm-up (cuDNN autotuning, lazy initialisation) all processes start together behind a barrier;
-aggregate images/s = all images trained / (last finish - first start). The recommended share of a
-GPU for a model size is 1/k for the smallest k within SLACK of the best aggregate rate whose k
-processes fit in the card's memory together (each one's peak training memory plus
-EVAL_RESERVE_GIB for its CUDA context and its scoring phase, Inception at batch 250).
+trainables.train.train (on CUDA: the step as one CUDA graph, bf16, channels_last) on a
+CIFAR-10-shaped random uint8 tensor resident on the device. After a warm-up (cuDNN autotuning, lazy
+initialisation) all processes start together behind a barrier; each one's steady state is its
+epochs after the first (the first holds the graph's capture), and aggregate images/s = all images
+of those epochs / (last end - first steady start). The recommended share of a GPU for a model size
+is 1/k for the smallest k within SLACK of the best aggregate rate whose k processes fit in the
+card's memory together (each one's peak training memory plus EVAL_RESERVE_GIB for its CUDA context
+and its scoring phase, Inception at batch 250). The last lines print the entries for
+study/resources.py's DEPTH1_GPU_SHARE.
 """
 
 import multiprocessing
@@ -26,8 +30,8 @@ from trainables.models import build_model
 from trainables.train import train
 
 SIZES = {
-    "cpu": {"filters": (4, 8), "processes": (1, 2), "images": 256, "epochs": 1},
-    "paper": {"filters": (32, 64, 128), "processes": (1, 2, 4, 8), "images": 50_000, "epochs": 2},
+    "cpu": {"filters": (4, 8), "processes": (1, 2), "images": 256, "epochs": 2},
+    "paper": {"filters": (32, 64), "processes": (1, 2, 4), "images": 50_000, "epochs": 3},
 }
 SLACK = 0.05  # a smaller share that is within 5% of the best rate is not worth the crowding
 # CUDA context ~0.5 + Inception at batch 250 (~14 MiB of activations an image, measured on CPU)
@@ -44,11 +48,11 @@ def _worker(
     model = build_model(cfg).to(device)
     train(model, data[: WARMUP_BATCHES * cfg.batch_size], cfg.replace(epochs=1))
     barrier.wait()
-    start = time.time()
-    train(model, data, cfg)
+    result = train(model, data, cfg)
     end = time.time()
+    steady_start = end - sum(result.epoch_seconds[1:])
     peak_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.startswith("cuda") else 0.0
-    results.put((start, end, images * epochs, peak_gib))
+    results.put((steady_start, end, images * (epochs - 1), peak_gib, result.train_step))
 
 
 def measure(filters: int, processes: int, size: dict, device: torch.device) -> dict:
@@ -64,8 +68,12 @@ def measure(filters: int, processes: int, size: dict, device: torch.device) -> d
     reports = [results.get(timeout=600) for _ in workers]
     for process in workers:
         process.join()
-    starts, ends, images, peaks = zip(*reports, strict=True)
-    return {"images_per_s": sum(images) / (max(ends) - min(starts)), "peak_gib": max(peaks)}
+    starts, ends, images, peaks, kinds = zip(*reports, strict=True)
+    return {
+        "images_per_s": sum(images) / (max(ends) - min(starts)),
+        "peak_gib": max(peaks),
+        "ran_as": "/".join(sorted(set(kinds))),
+    }
 
 
 def recommend(measured: dict[int, dict], memory_gib: float | None) -> int:
@@ -101,18 +109,22 @@ def main(argv=None) -> None:
         for k, m in measured.items():
             rate = m["images_per_s"]
             mark = "<- recommended" if k == chosen else ""
-            rows.append([filters, k, rate, rate / k, rate / alone, m["peak_gib"], mark])
+            rows.append(
+                [filters, k, m["ran_as"], rate, rate / k, rate / alone, m["peak_gib"], mark]
+            )
     print_table(
         "Packing: concurrent trials per device",
-        ["filters", "trials", "aggregate images/s", "per trial", "x one trial"]
+        ["filters", "trials", "steps", "aggregate images/s", "per trial", "x one trial"]
         + ["peak GiB per trial", ""],
         rows,
         [
             f"{size['images']:,} CIFAR-10-shaped random images x {size['epochs']} epochs per "
-            f"trial, batch 128, depth 1, latent 128, the trainer's defaults for {device.type} "
-            "(precision, layout).",
+            "trial (the first not counted), batch 128, depth 1, latent 128, the trainer's "
+            f"defaults for {device.type} (precision, layout, CUDA graph).",
             "Recommended GPU fraction per model size (depth 1): "
             + ", ".join(f"{f} filters -> {share:g}" for f, share in fractions.items()),
+            "For study/resources.py, DEPTH1_GPU_SHARE['cifar10']: "
+            + ", ".join(f"{f}: {share:g}" for f, share in fractions.items()),
         ],
     )
 

@@ -44,14 +44,9 @@ from benchmarks.common import (
     sync,
 )
 from benchmarks.gmm import COMPONENTS, SEED, time_kmeans, warped_codes
-from benchmarks.train_step import (
-    RESIDENT_BATCHES,
-    TRAIN_IMAGES,
-    StepTiming,
-    time_steps,
-    trial_train_s,
-)
+from benchmarks.train_step import RESIDENT_BATCHES, StepTiming, time_steps, trial_train_s
 from study.grids import curve_label, expand
+from study.resources import TRAIN_IMAGES
 from trainables import features, frechet, priors
 from trainables.config import TrialConfig, make_config
 from trainables.data import DATASETS

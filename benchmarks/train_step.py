@@ -3,12 +3,13 @@
     python -m benchmarks.train_step               # CPU: a tiny model; the graph falls back
     python -m benchmarks.train_step --size paper  # GPU: CIFAR-10 f=32/64/128, CelebA f=32/128
 
-Each row builds the step a trial trains with (trainables.cuda_graph: bf16 autocast on CUDA,
-channels_last, cuDNN autotuning, fused Adam) for a depth-1 DAE at latent 128, on a few batches of
-random uint8 images resident on the device (a step's cost does not depend on the pixels). One pass
-over those batches warms up (autotuning; for the graph, its warm-up steps and capture); then STEPS
-steps are timed, ending in the one host sync an epoch makes. A row whose capture fails says so and
-times the eager step it fell back to.
+Each row builds the step a trial trains with (trainables.train.prepare, the fast loop: bf16
+autocast on CUDA, channels_last, cuDNN autotuning, fused Adam; cuda_graph off and on) for a depth-1
+DAE at latent 128, on a few batches of random uint8 images resident on the device (a step's cost
+does not depend on the pixels). Building the step and one pass over those batches warm up
+(autotuning; for the graph, its warm-up steps and capture); then STEPS steps are timed, ending in
+the one host sync an epoch makes. A row whose capture fails says so and times the eager step it
+fell back to.
 """
 
 import time
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 import torch
 
 from benchmarks.common import arguments, print_table, random_images, setup, sync
+from study.resources import TRAIN_IMAGES
 from trainables.config import TrialConfig, make_config
-from trainables.cuda_graph import adam, batch_lengths, batch_loss, training_step
+from trainables.cuda_graph import batch_lengths
 from trainables.data import DATASETS
 from trainables.models import build_model
+from trainables.train import prepare
 
 SIZES = {
     "cpu": {"models": [("cifar10", 8)], "steps": 5, "batch_size": 16},
@@ -37,7 +40,6 @@ SIZES = {
     },
 }
 RESIDENT_BATCHES = 8
-TRAIN_IMAGES = {"cifar10": 50_000, "celeba": 162_770}  # the training splits
 
 
 @dataclass
@@ -51,37 +53,29 @@ class StepTiming:
 def time_steps(
     cfg: TrialConfig, device: torch.device, steps: int, graph: bool, batches: int = RESIDENT_BATCHES
 ) -> StepTiming:
-    """Build cfg's model and the trainer's step for it (graphed if asked and possible), time it on
-    `batches` resident batches of images."""
+    """Build cfg's model and the trainer's step for it (train.prepare; graphed if asked and
+    possible), time it on `batches` resident batches of images."""
     torch.manual_seed(cfg.seed)
+    cfg = cfg.replace(device=str(device), cuda_graph=graph, train_loop="fast")
     model = build_model(cfg).to(device)
     shape = DATASETS[cfg.dataset].image_shape
     images = random_images(batches * cfg.batch_size, shape=shape).to(device)
-    cuda = device.type == "cuda"
-    if cuda:  # the fast loop's CUDA settings (trainables/train.py)
-        torch.backends.cudnn.benchmark = True
-        model.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
-    optimizer = adam([p for p in model.parameters() if p.requires_grad], cfg.lr, fused=cuda)
-    beta = cfg.beta if cfg.model == "vae" else 0.0
-    loss_of = batch_loss(model, beta, cfg.precision == "bf16", cfg.bce_reduction)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    order = torch.randperm(len(images), device=device, generator=generator).split(cfg.batch_size)
 
     sync(device)
     clock = time.perf_counter()
-    step = training_step(model, optimizer, loss_of, images, cfg.batch_size, graph)
+    training = prepare(model, images, cfg)
+    order = list(training.batches())
     for batch in order:
-        step.run(batch)
-    step.epoch_loss()  # waits for the warm-up pass
+        training.step.run(batch)
+    training.step.epoch_loss()  # waits for the warm-up pass
     setup_s = time.perf_counter() - clock
     clock = time.perf_counter()
     for i in range(steps):
-        step.run(order[i % len(order)])
-    step.epoch_loss()  # waits for the last step, as an epoch's end does
+        training.step.run(order[i % len(order)])
+    training.step.epoch_loss()  # waits for the last step, as an epoch's end does
     step_s = (time.perf_counter() - clock) / steps
-    step.close()
-    return StepTiming(step.kind, step.fallback_error, setup_s, step_s)
+    training.step.close()
+    return StepTiming(training.step.kind, training.step.fallback_error, setup_s, step_s)
 
 
 def trial_train_s(cfg: TrialConfig, timing: StepTiming) -> float:
@@ -95,16 +89,9 @@ def main(argv=None) -> None:
     device = setup(args)
     size = SIZES[args.size]
     rows, notes = [], []
-    # the trials' default on a GPU; on a CPU bf16 autocast is slower, and CPU trials use fp32
-    precision = "bf16" if device.type == "cuda" else "fp32"
     for dataset, filters in size["models"]:
         cfg = make_config(
-            {
-                "dataset": dataset,
-                "filters": filters,
-                "batch_size": size["batch_size"],
-                "precision": precision,
-            }
+            {"dataset": dataset, "filters": filters, "batch_size": size["batch_size"]}
         )
         eager = time_steps(cfg, device, size["steps"], graph=False)
         graphed = time_steps(cfg, device, size["steps"], graph=True)
@@ -121,7 +108,7 @@ def main(argv=None) -> None:
         + ["100-epoch train s, eager", "graphed", "graph setup s"],
         rows,
         [
-            f"Depth 1, latent 128, batch {size['batch_size']}, {precision}, "
+            f"Depth 1, latent 128, batch {size['batch_size']}, {TrialConfig().precision}, "
             f"{'channels_last, cuDNN autotuning, fused Adam' if device.type == 'cuda' else 'CPU'};"
             f" {size['steps']} timed steps after one warm-up pass over {RESIDENT_BATCHES} batches.",
             "100-epoch train s: epochs x steps an epoch of the real training set x ms/step, plus "

@@ -23,7 +23,7 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from study import grids
-from study.resources import gpu_fraction
+from study.resources import gpu_fraction, longest_first
 from study.store import ResultStore, StoreWriteError, UnstorableRow
 from trainables.config import TrialConfig, make_config
 from trainables.trial import new_row, run_trial, traceback_summary
@@ -293,9 +293,11 @@ def _tune_trial_name(trial) -> str:
 def run_grid(
     store: ResultStore, grid: str, configs: list[TrialConfig], resources: Resources
 ) -> StoreCallback:
-    """Every config once, as a Tune grid; returns the callback, which counts what finished."""
+    """Every config once, as a Tune grid, the longest trials first (Tune starts them in the grid's
+    order); returns the callback, which counts what finished."""
     callback = StoreCallback(store, len(configs), grid, "grid")
-    param_space = {"trial": tune.grid_search([dataclasses.asdict(cfg) for cfg in configs])}
+    ordered = longest_first(configs)
+    param_space = {"trial": tune.grid_search([dataclasses.asdict(cfg) for cfg in ordered])}
     _fit(store, callback, resources, param_space)
     return callback
 

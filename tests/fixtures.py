@@ -11,19 +11,27 @@ import numpy as np
 
 
 def write_cifar10_fixture(
-    root: Path, n_train_per_batch: int = 8, n_test: int = 10, seed: int = 0
+    root: Path, n_train_per_batch: int = 8, n_test: int = 10, seed: int = 0, images=None
 ) -> Path:
     """ROOT/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta} as the official
-    pickled dicts."""
+    pickled dicts; random pixels, or `images` (uint8 (5 * n_train_per_batch + n_test, 3, 32, 32),
+    the training images first)."""
     rng = np.random.default_rng(seed)
     folder = Path(root) / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
     files = [(f"data_batch_{i}", n_train_per_batch) for i in range(1, 6)] + [("test_batch", n_test)]
+    written = 0
     for name, n in files:
+        labels = rng.integers(0, 10, n).tolist()
+        if images is None:
+            pixels = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        else:
+            pixels = np.asarray(images[written : written + n], dtype=np.uint8).reshape(n, 3072)
+        written += n
         batch = {
             b"batch_label": f"fixture {name}".encode(),
-            b"labels": rng.integers(0, 10, n).tolist(),
-            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"labels": labels,
+            b"data": pixels,
             b"filenames": [f"img_{name}_{i}.png".encode() for i in range(n)],
         }
         with open(folder / name, "wb") as f:

@@ -9,8 +9,9 @@ import torch
 from fixtures import torchscript_archive
 from pytorch_fid.inception import FID_WEIGHTS_URL
 
-from benchmarks.scoring import pytorch_fid_distance
+from benchmarks.scoring import pytorch_fid_distance, sqrtm_failure
 from trainables import digits_cnn, features
+from trainables.frechet import frechet_distance, moments
 
 CPU = torch.device("cpu")
 
@@ -267,11 +268,73 @@ def test_reference_stats_cache_and_distances(digits, monkeypatch):
     assert 0 < to_train < 0.05 * to_noise
 
 
+def test_score_sets_scores_each_set_as_scoring_it_alone_did(digits):
+    """All sets in one call, uint8 and float mixed, against each set through the network in
+    batches from its start (what scoring one set at a time computed), then its float64 statistics.
+
+    On CPU nothing is padded and each set is cut into the same batches, so the features are the
+    same float32 numbers (an image's features may change in the last bits with its batch's size,
+    so that matters) and the statistics and distances the same float64 operations on them: equal.
+    rel=1e-12 leaves room for float64 round-off in the statistics' sums (n * eps = 3e-14 for
+    n = 300 terms) and no more: a float32 last-bit change in the features (~1e-7 relative) would
+    move a distance by about 1e-7.
+    """
+    data, extractor, cache_dir = digits
+    ref = features.reference_stats("digits", data.test, extractor, cache_dir)
+    sets = {
+        "uint8": data.train[:300],
+        "float": data.train[300:420].float() / 255,
+        "short": data.train[420:425],
+    }
+
+    def scored_alone(images: torch.Tensor) -> float:
+        with torch.no_grad():
+            batches = images.split(features.FEATURE_BATCH)
+            x = torch.cat(
+                [
+                    extractor.network(b.float() / 255 if b.dtype == torch.uint8 else b)
+                    for b in batches
+                ]
+            )
+        return frechet_distance(*moments(x), *ref)
+
+    scores = features.score_sets(sets, extractor, ref)
+    assert list(scores) == list(sets)
+    for name, images in sets.items():
+        assert scores[name] == pytest.approx(scored_alone(images), rel=1e-12), name
+    assert features.score(sets["float"], extractor, ref) == scores["float"]
+    per_set = [extractor.device_features(images, batch_size=64) for images in sets.values()]
+    together = extractor.device_features(list(sets.values()), batch_size=64)
+    assert torch.equal(together, torch.cat(per_set))
+
+
+def test_image_sets_of_other_shapes_or_types_are_refused(digits):
+    _, extractor, _ = digits
+    with pytest.raises(ValueError, match="one shape"):
+        extractor.device_features([torch.zeros(2, 1, 32, 32), torch.zeros(2, 1, 16, 16)])
+    with pytest.raises(ValueError, match="uint8 or float"):
+        extractor.device_features(torch.zeros(2, 1, 32, 32, dtype=torch.int16))
+    assert extractor.device_features([]).shape == (0, 64)
+
+
+@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
+def test_the_scoring_benchmark_knows_when_pytorch_fids_distance_cannot_run(monkeypatch):
+    """scipy 1.18 removed sqrtm's `disp`, which pytorch-fid 0.3.0 passes: benchmarks/scoring.py
+    then times pytorch-fid's features alone instead of crashing."""
+    import scipy.linalg
+
+    sqrtm = scipy.linalg.sqrtm
+    monkeypatch.setattr(scipy.linalg, "sqrtm", lambda matrix: sqrtm(matrix))  # as scipy 1.18
+    assert "disp" in sqrtm_failure() and "fails on scipy" in sqrtm_failure()
+
+
 @pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
 @pytest.mark.filterwarnings("ignore:Matrix is singular")  # digits-cnn has dead ReLU units
 def test_score_matches_pytorch_fids_own_path(digits):
     """Batched on-device features + eigh trace == pytorch-fid's path (host DataLoader at batch 50
     + scipy sqrtm, benchmarks/scoring.py), within 1e-3."""
+    if sqrtm_failure():  # scipy >= 1.18 removed the argument pytorch-fid 0.3.0 passes
+        pytest.skip(sqrtm_failure())
     data, extractor, cache_dir = digits
     ref = features.reference_stats("digits", data.test, extractor, cache_dir)
     images = data.train[:700].float() / 255

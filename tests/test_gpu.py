@@ -1,6 +1,7 @@
 """What only a GPU can check, in seconds a test: `pytest -m gpu` on a machine with CUDA (skipped
 elsewhere). The graphed training step against the eager one, bf16 training, the torch GMM on CUDA
-against scikit-learn, and scoring on the device against the CPU.
+against scikit-learn, scoring on the device against the CPU, and the trainer and a whole trial on
+CUDA.
 
 The tests whose capture fails on purpose come last: a failed capture is the one thing here that
 could leave the process's CUDA state behind for the tests after it.
@@ -17,9 +18,15 @@ import torch
 from trainables import features, frechet, priors
 from trainables.config import make_config
 from trainables.cuda_graph import EagerStep, GraphedStep, adam, batch_loss, training_step
+from trainables.digits_cnn import DIGITS_CNN_FILE, DigitsCNN
 from trainables.models import build_model
+from trainables.schema import SCORED_SETS
+from trainables.train import train
+from trainables.trial import run_trial
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed
+from test_fastpath import TINY_DIGITS  # noqa: E402
+
 from benchmarks.gmm import warped_codes  # noqa: E402
 
 pytestmark = [
@@ -169,11 +176,13 @@ def test_torch_gmm_on_cuda_is_scikit_learns_fit():
 def test_scoring_on_the_gpu_agrees_with_the_cpu():
     """The same random-weight Inception in true fp32 on both (no TF32): features differ only in
     summation order, ~1e-6 relative; the distance, a smooth function of their statistics, to 1e-3.
-    (TF32, which rounds every convolution's inputs to 10 bits, moved a distance by 3.5e-4.)"""
+    (TF32, which rounds every convolution's inputs to 10 bits, moved a distance by 3.5e-4.) On the
+    GPU both sets go through the network in one call, each padded to a batch of 250 images."""
     pytest.importorskip("pytorch_fid")
     generator = torch.Generator().manual_seed(0)
     reference = torch.rand(50, 3, 32, 32, generator=generator)
     generated = torch.rand(50, 3, 32, 32, generator=generator).sqrt()  # brighter
+    sets = {"uint8": (generated[:30] * 255).round().to(torch.uint8), "float": generated[30:]}
     on_cpu = features.get_extractor("inception-fid", "cpu", "", random_weights=True)
     on_gpu = features.get_extractor("inception-fid", CUDA, "", random_weights=True)
     assert not on_gpu.tf32
@@ -181,6 +190,47 @@ def test_scoring_on_the_gpu_agrees_with_the_cpu():
     cpu_distance = features.score(generated, on_cpu, ref_stats)
     gpu_distance = features.score(generated.to(CUDA), on_gpu, ref_stats)
     assert cpu_distance > 0 and gpu_distance == pytest.approx(cpu_distance, rel=1e-3)
+    on_device = {name: images.to(CUDA) for name, images in sets.items()}
+    gpu_distances = features.score_sets(on_device, on_gpu, ref_stats)
+    for name, images in sets.items():
+        cpu_distance = features.score(images, on_cpu, ref_stats)
+        assert gpu_distances[name] == pytest.approx(cpu_distance, rel=1e-3), name
+    features.clear_extractors()
+
+
+def test_the_trainer_on_cuda_runs_graphed_steps_and_says_so(deterministic):
+    """train() itself: with cuda_graph (the default) every step of the fast loop is a graph replay,
+    without it eager, and the result records which. In fp32 the two train alike; not bitwise, as
+    the trainer autotunes cuDNN (other kernels, other summation orders: ~1e-6 relative a step),
+    which twelve steps of a tiny model do not grow to 1e-3."""
+    cfg = make_config({**TINY, "epochs": 3, "device": "cuda", "precision": "fp32"})
+    results = {}
+    for graph in (True, False):
+        torch.manual_seed(cfg.seed)
+        images = (torch.rand(N_IMAGES, 3, 32, 32) * 255).to(torch.uint8).to(CUDA)
+        model = build_model(cfg).to(CUDA)
+        results[graph] = train(model, images, cfg.replace(cuda_graph=graph))
+    assert (results[True].train_step, results[True].train_step_error) == ("graph", None)
+    assert (results[False].train_step, results[False].train_step_error) == ("eager", None)
+    assert results[True].losses == pytest.approx(results[False].losses, rel=1e-3)
+
+
+def test_a_trial_on_cuda_records_its_graphed_steps_and_tf32_scores(tmp_path):
+    """run_trial on CUDA end to end, digits scored in an untrained digits-cnn's features (the
+    same features on both sides is all a score needs here)."""
+    torch.manual_seed(0)
+    torch.save(DigitsCNN().state_dict(), tmp_path / DIGITS_CNN_FILE)
+    config = {**TINY_DIGITS, "device": "cuda", "cache_dir": str(tmp_path)}
+    for tf32 in (False, True):
+        row = run_trial({**config, "score_tf32": tf32})
+        assert row["status"] == "ok", row["traceback"]
+        assert (row["train_step"], row["train_step_error"], row["score_tf32"]) == (
+            "graph",
+            None,
+            tf32,
+        )
+        assert row["precision"] == "bf16" and row["device"].startswith("cuda")
+        assert all(math.isfinite(row[f"fd_{name}"]) for name in SCORED_SETS)
     features.clear_extractors()
 
 

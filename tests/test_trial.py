@@ -44,9 +44,16 @@ def test_digits_default_runs_offline(tmp_path):
     assert row["wall_s"] >= row["train_s"] + row["eval_s"] * 0.99
 
 
-def test_same_seed_same_row(tmp_path):
+def test_same_seed_same_row_whatever_the_cuda_options(tmp_path):
+    """On CPU a CUDA graph is never tried and TF32 does not exist: the rows say so, and equal."""
     config = {"dataset": "digits", **TINY, "n_samples": 50, "cache_dir": str(tmp_path)}
-    first, second = run_trial(config), run_trial(config)
+    first = run_trial(config)
+    second = run_trial({**config, "cuda_graph": False, "score_tf32": True})
+    assert (first["train_step"], first["train_step_error"], first["score_tf32"]) == (
+        "eager",
+        None,
+        False,
+    )
     assert {k: v for k, v in first.items() if k not in TIMING} == {
         k: v for k, v in second.items() if k not in TIMING
     }

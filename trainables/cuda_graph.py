@@ -315,12 +315,14 @@ def _host_syncs_raise(enabled: bool) -> Iterator[None]:
     """While enabled, an operation that makes the host wait for the GPU raises: no capture could
     hold it."""
     saved = torch.cuda.get_sync_debug_mode()
-    if enabled:
-        torch.cuda.set_sync_debug_mode("error")
-    try:
-        yield
-    finally:
-        torch.cuda.set_sync_debug_mode(saved)
+    with warnings.catch_warnings():  # "a prototype feature": once a trial, in every worker's log
+        warnings.filterwarnings("ignore", message="Synchronization debug mode")
+        if enabled:
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode(saved)
 
 
 def _end_failed_capture(pool, device: torch.device) -> None:

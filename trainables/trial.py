@@ -8,6 +8,7 @@ any work; anything that goes wrong after that becomes a row with status "failed"
 """
 
 import contextlib
+import dataclasses
 import datetime
 import functools
 import platform
@@ -81,6 +82,7 @@ def _execute(cfg: TrialConfig, row: dict) -> None:
         result = train(model, train_images, cfg)
     row.update(loss_history=result.losses, train_loss=result.losses[-1])
     row.update(compiled=result.compiled, train_loop=cfg.train_loop)
+    row.update(train_step=result.train_step, train_step_error=result.train_step_error)
     if result.diverged_epoch is not None:
         row.update(
             status="diverged",
@@ -125,17 +127,20 @@ def _evaluate(
             "gmm": priors.sample_gmm(gmm, n, cfg.seed) if gmm.model is not None else None,
             "interp": priors.sample_midpoints(test_np, n, cfg.seed + 2),
         }
-    with phase(row, "score"):
+        sets = {  # a GMM that could not be fitted has no set: gmm_error says why
+            name: _decode(model, torch.as_tensor(z, dtype=torch.float32, device=device))
+            for name, z in codes.items()
+            if z is not None
+        }
+    row.update(n_reference=len(reference), n_scored=n)
+    with phase(row, "score"):  # all sets in one pass of the network; TF32 only if asked
         extractor = features.get_extractor(cfg.feature_extractor, device, cfg.cache_path)
         ref_stats = features.reference_stats(cfg.dataset, reference, extractor, cfg.cache_path)
-    row.update(n_reference=len(reference), n_scored=n, fid_weights_source=extractor.weights_source)
-    for name, z in codes.items():
-        if z is None:  # the GMM could not be fitted: gmm_error says why
-            continue
-        with phase(row, "sample"):
-            images = _decode(model, torch.as_tensor(z, dtype=torch.float32, device=device))
-        with phase(row, "score"):
-            row[f"fd_{name}"] = features.score(images, extractor, ref_stats)
+        scorer = dataclasses.replace(extractor, tf32=cfg.score_tf32)
+        distances = features.score_sets(sets, scorer, ref_stats)
+    row.update({f"fd_{name}": distance for name, distance in distances.items()})
+    row["fid_weights_source"] = extractor.weights_source
+    row["score_tf32"] = cfg.score_tf32 and device.type == "cuda"  # TF32 exists on CUDA only
     row["eval_s"] = sum(row[f"{name}_s"] for name in EVAL_PHASES)
 
 
