@@ -25,6 +25,7 @@ from ray.tune.search.optuna import OptunaSearch
 from study import grids
 from study.resources import gpu_fraction, longest_first
 from study.store import ResultStore, StoreWriteError, UnstorableRow
+from study.watchdog import WATCH_TAG
 from trainables.config import TrialConfig, make_config
 from trainables.trial import new_row, run_trial, traceback_summary
 
@@ -115,6 +116,8 @@ def _sigterm_left_alone():
 def _watchdog():
     """study/watchdog.py for the block: it ends what Ray left running once this process is gone."""
     script = Path(__file__).with_name("watchdog.py")
+    # Ray's processes inherit the tag (the watchdog too: it reads it from there)
+    os.environ[WATCH_TAG] = f"{os.getpid()}-{time.time_ns()}"
     watchdog = subprocess.Popen(
         [sys.executable, str(script), str(os.getpid())],
         stdin=subprocess.PIPE,

@@ -6,8 +6,10 @@ they exit. So the launcher starts this process (stdlib only, started before Ray)
 its stdin that only the launcher holds: the pipe ends when the launcher exits, however it exits.
 Until then, every half second, this records the launcher's descendants (it closes its stdout once
 it has taken the first look); then it ends each one still running (checked by its start time, so a
-recycled pid is never hit) and exits. It ignores
-Ctrl-C, SIGTERM and SIGHUP: they are for the launcher, and it must outlive the launcher by a moment.
+recycled pid is never hit) and exits. A process started and orphaned between two looks (its parent
+died with the launcher before we saw it) is found by the tag the launcher put in its environment
+(WATCH_TAG), which every process Ray starts inherits. It ignores Ctrl-C, SIGTERM and SIGHUP: they
+are for the launcher, and it must outlive the launcher by a moment.
 """
 
 import contextlib
@@ -18,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+WATCH_TAG = "DAE_STUDY_WATCHED"  # its value names one launch: the launcher's pid and start time
 POLL_S = 0.5
 GRACE_S = 2.0  # SIGTERM first, then SIGKILL what is left after this
 
@@ -59,6 +62,16 @@ def _track(tracked: dict[int, str], launcher: dict[int, str]) -> None:
         tracked.setdefault(pid, table[pid][1])
 
 
+def _track_tagged(tracked: dict[int, str], tag: str) -> None:
+    """Add every process whose environment carries this launch's tag to `tracked`."""
+    marker = f"{WATCH_TAG}={tag}".encode() + b"\0"
+    table = _processes()
+    for pid in set(table) - set(tracked) - {os.getpid()}:
+        with contextlib.suppress(OSError):  # ended while we looked, or not ours to read
+            if marker in Path(f"/proc/{pid}/environ").read_bytes() + b"\0":
+                tracked[pid] = table[pid][1]
+
+
 def _signal_all(tracked: dict[int, str], signum: int) -> dict[int, str]:
     """Send signum to each tracked process that is still the same process; return those."""
     alive = _same(tracked, _processes())
@@ -80,6 +93,8 @@ def watch(launcher_pid: int, pipe: int) -> None:
         if readable and not os.read(pipe, 4096):  # end of file: the launcher is done, or gone
             break
     _track(tracked, launcher)  # what they started since the last look
+    if tag := os.environ.get(WATCH_TAG):
+        _track_tagged(tracked, tag)
     tracked.pop(launcher_pid, None)
     left = _signal_all(tracked, signal.SIGTERM)
     deadline = time.monotonic() + GRACE_S

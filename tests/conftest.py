@@ -5,6 +5,8 @@ import pytest
 import torch
 from launching import kill_sessions, session_members
 
+from trainables.digits_cnn import DIGITS_CNN_FILE, DigitsCNN
+
 # benchmarks/ sits beside tests/ and is not installed: the tests import it from the repository root
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -29,3 +31,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def digits_cache(tmp_path) -> Path:
+    """A cache folder holding a seeded, untrained digits-cnn: for trials whose test judges the
+    wiring, not the scores (both sides of a comparison see the same features), so no test pays the
+    ~10 s of training it; tests/test_features.py trains the real one."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    torch.manual_seed(0)
+    torch.save(DigitsCNN().state_dict(), cache / DIGITS_CNN_FILE)
+    return cache

@@ -25,8 +25,8 @@ def random_fid_weights(tmp_path_factory):
     return path
 
 
-def test_digits_default_runs_offline(tmp_path):
-    row = run_trial({"dataset": "digits", "epochs": 2, "cache_dir": str(tmp_path)})
+def test_digits_default_runs_offline(digits_cache):
+    row = run_trial({"dataset": "digits", "epochs": 2, "cache_dir": str(digits_cache)})
     assert row["status"] == "ok", row["traceback"]
     assert set(row) == set(RESULT_COLUMNS)
     assert math.isfinite(row["fd_mvg"]) and math.isfinite(row["fd_gmm"])
@@ -44,9 +44,9 @@ def test_digits_default_runs_offline(tmp_path):
     assert row["wall_s"] >= row["train_s"] + row["eval_s"] * 0.99
 
 
-def test_same_seed_same_row_whatever_the_cuda_options(tmp_path):
+def test_same_seed_same_row_whatever_the_cuda_options(digits_cache):
     """On CPU a CUDA graph is never tried and TF32 does not exist: the rows say so, and equal."""
-    config = {"dataset": "digits", **TINY, "n_samples": 50, "cache_dir": str(tmp_path)}
+    config = {"dataset": "digits", **TINY, "n_samples": 50, "cache_dir": str(digits_cache)}
     first = run_trial(config)
     second = run_trial({**config, "cuda_graph": False, "score_tf32": True})
     assert (first["train_step"], first["train_step_error"], first["score_tf32"]) == (
@@ -60,19 +60,17 @@ def test_same_seed_same_row_whatever_the_cuda_options(tmp_path):
     assert run_trial({**config, "seed": 1})["fd_mvg"] != first["fd_mvg"]
 
 
-@pytest.mark.parametrize("model", ["dae", "vae"])
-def test_cifar10_fixture_end_to_end_with_fid_network(
-    tmp_path, monkeypatch, random_fid_weights, model
-):
+def test_cifar10_fixture_end_to_end_with_fid_network(tmp_path, monkeypatch, random_fid_weights):
+    """The real reader, the bf16 defaults' alternative and the FID network's real loading path; the
+    VAE's trial differs only in its model, which the digits tests cover without Inception's cost."""
     monkeypatch.setenv("DAE_FID_WEIGHTS", str(random_fid_weights))
     root = write_cifar10_fixture(tmp_path / "data")
     row = run_trial(
         {
             "dataset": "cifar10",
-            "model": model,
             **TINY,
             **FP32,
-            "n_samples": 8,
+            "n_samples": 4,
             "data_root": str(root),
             "cache_dir": str(tmp_path / "cache"),
             "verify_checksums": False,
@@ -81,7 +79,7 @@ def test_cifar10_fixture_end_to_end_with_fid_network(
     assert row["status"] == "ok", row["traceback"]
     assert row["fid"] is True and row["feature_extractor"] == "inception-fid"
     assert row["fid_weights_source"] == "pytorch-fid" and row["precision"] == "fp32"
-    assert (row["n_train"], row["n_test"], row["n_reference"]) == (40, 10, 8)
+    assert (row["n_train"], row["n_test"], row["n_reference"]) == (40, 10, 4)
     assert all(math.isfinite(row[f"fd_{name}"]) for name in SCORED_SETS)
 
 
@@ -107,10 +105,10 @@ def differing_columns(first: dict, second: dict) -> set[str]:
     return {k for k in first if k not in TIMING and first[k] != second[k]}
 
 
-def test_gmm_max_iter_changes_the_gmm_and_nothing_else(tmp_path):
+def test_gmm_max_iter_changes_the_gmm_and_nothing_else(digits_cache):
     """The same training, codes, MVG and scores; only the GMM (stopped after one EM iteration,
     unconverged) and what is drawn from it or scored against it differ."""
-    config = {"dataset": "digits", **TINY, "n_samples": 50, "cache_dir": str(tmp_path)}
+    config = {"dataset": "digits", **TINY, "n_samples": 50, "cache_dir": str(digits_cache)}
     converged, capped = run_trial(config), run_trial({**config, "gmm_max_iter": 1})
     assert converged["status"] == capped["status"] == "ok"
     assert converged["gmm_converged"] and (capped["gmm_converged"], capped["gmm_n_iter"]) == (
@@ -128,12 +126,12 @@ def test_gmm_max_iter_changes_the_gmm_and_nothing_else(tmp_path):
     }
 
 
-def test_bce_reduction_trains_the_vae_differently_but_rows_keep_summed_bce(tmp_path):
+def test_bce_reduction_trains_the_vae_differently_but_rows_keep_summed_bce(digits_cache):
     """The reduction weighs the VAE's loss; the row's reconstruction BCE columns stay sums over
     each image's 1,024 pixels, so they keep their scale (a per-pixel mean would be 1024x less)."""
     config = {"dataset": "digits", "model": "vae", **TINY, "n_samples": 50}
-    summed = run_trial({**config, "cache_dir": str(tmp_path)})
-    averaged = run_trial({**config, "bce_reduction": "mean", "cache_dir": str(tmp_path)})
+    summed = run_trial({**config, "cache_dir": str(digits_cache)})
+    averaged = run_trial({**config, "bce_reduction": "mean", "cache_dir": str(digits_cache)})
     assert summed["status"] == averaged["status"] == "ok"
     config_columns = set(make_config(config).science())
     assert differing_columns(summed, averaged) & config_columns == {"bce_reduction"}
