@@ -6,11 +6,14 @@
         _corrupt/              part files that could not be read when the store opened
         _foreign/              readable Parquet files that are not one row of this study
         _tune/                 Ray Tune's own experiment state (study/runner.py), not results
+        _samples/              each trial's PNG grid of samples and reconstructions (<trial_id>.png)
         .lock                  flock of the one launcher writing here; holds its pid
+        .tmp-<id>.parquet.partial  a part being written (gone once renamed into place)
 
-pyarrow skips names starting with "_" or ".", so `pandas.read_parquet("results.parquet")` sees only
-the live rows (trainables.schema.live_parts), at any moment: each part is written to a hidden temp
-file, fsynced, then renamed into place (over the row it replaces, whose file was first hard-linked
+pyarrow skips names starting with "_" or ".", and a `*.parquet` glob (DuckDB, Polars) skips the
+subfolders and the temp files, whose names end in ".partial": either way a reader sees only the live
+rows (trainables.schema.live_parts), at any moment. Each part is written to its temp file, fsynced,
+then renamed into place (over the row it replaces, whose file was first hard-linked
 into _superseded/, so a crash at any point leaves a trial with its old row or its new one, never
 none). Parts carry page checksums, and opening the store reads every part in full, so a damaged one
 is moved aside and reported instead of trusted; so is a file that is not a row of this study, and a
@@ -44,6 +47,9 @@ SUPERSEDED = "_superseded"
 CORRUPT = "_corrupt"
 FOREIGN = "_foreign"
 LOCK = ".lock"
+# Leading ".": pyarrow skips it; trailing ".partial": a "*.parquet" glob does (DuckDB's and Polars'
+# globs match hidden files). Opening the store deletes every TEMP_PREFIX file: none is a row.
+TEMP_PREFIX = ".tmp-"
 # Outcomes of the experiment itself, which a relaunch keeps: a diverged trial is a result (the seed
 # fixes it), while "failed" says the machinery broke (a lost worker, a bad file, out of memory) and
 # the trial runs again.
@@ -151,7 +157,7 @@ class ResultStore:
         self.path = Path(path).expanduser().absolute()
         self._lock_file = self._lock()
         self.written = 0  # rows this handle has made live
-        for temp in self.path.glob(".tmp-*"):  # never renamed into place: never in the table
+        for temp in self.path.glob(f"{TEMP_PREFIX}*"):  # never renamed into place: never a row
             temp.unlink()
         found = survey(self.path)
         self.corrupt = [self._move_aside(part, CORRUPT) for part in found.unreadable]
@@ -216,10 +222,13 @@ class ResultStore:
         """
         os.replace(self._write_temp(conform(pq.read_table(part), part), part), part)
 
+    def _temp(self, part: Path) -> Path:
+        return self.path / f"{TEMP_PREFIX}{part.name}.partial"
+
     def _write_temp(self, table: pa.Table, part: Path) -> Path:
         """A complete, fsynced file under a hidden name; renaming it over `part` publishes it. A
         write that fails (or is interrupted) takes its temp file with it."""
-        temp = self.path / f".tmp-{part.name}"
+        temp = self._temp(part)
         try:
             with open(temp, "wb") as f:
                 pq.write_table(table, f, write_page_checksum=True)
@@ -260,7 +269,7 @@ class ResultStore:
                 return aside
             return self._publish(table, part, current)
         except BaseException as exc:  # a full disk, or an interrupt: no temp file stays behind
-            (self.path / f".tmp-{part.name}").unlink(missing_ok=True)
+            self._temp(part).unlink(missing_ok=True)
             if not isinstance(exc, OSError):
                 raise
             where = f": {exc.filename}" if exc.filename else ""
