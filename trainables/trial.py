@@ -196,12 +196,18 @@ def _code_sample(codes: np.ndarray, seed: int) -> dict:
 
 
 def resolve_device(name: str) -> torch.device:
+    """auto: CUDA when it works here, else the CPU. A CUDA device asked for by name (as the launcher
+    asks for the GPU Ray gave a trial) is never swapped for the CPU: a trial that reserved a GPU
+    and trained on one CPU thread would take days and look like a result."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA (a CPU-only build)"
         raise RuntimeError(
-            f"device {name!r} was asked for but CUDA is not available on {platform.node()}"
+            f"device {name!r} was asked for but CUDA is not available on {platform.node()}: "
+            f"torch {torch.__version__} is built for {build}; the trial does not fall back to "
+            "the CPU. Check that the node's NVIDIA driver supports that CUDA version (nvidia-smi)"
         )
     return device
 
