@@ -1,4 +1,4 @@
-"""python analysis/report.py results.parquet --out report/
+"""python analysis/report.py results.parquet --out report/ (or dae-study report ...)
 
 Writes every table (Markdown + CSV) and figure (PNG) the store allows, and report/README.md listing
 each with a one-line description, what could not be made and which rows it needs. Scores come from
