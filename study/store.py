@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from trainables.schema import (
     RESULT_SCHEMA,
+    SAMPLE_GRID,
     StoreError,
     conform,
     live_parts,
@@ -46,6 +47,7 @@ from trainables.schema import (
 SUPERSEDED = "_superseded"
 CORRUPT = "_corrupt"
 FOREIGN = "_foreign"
+SAMPLES = "_samples"
 LOCK = ".lock"
 # Leading ".": pyarrow skips it; trailing ".partial": a "*.parquet" glob does (DuckDB's and Polars'
 # globs match hidden files). Opening the store deletes every TEMP_PREFIX file: none is a row.
@@ -249,24 +251,33 @@ class ResultStore:
         The old file is hard-linked there first and then replaced in one rename, so the trial has a
         live row at every instant (a crash in between leaves the old row live, a spare copy aside).
         A row worse than the live one (STATUS_RANK: a failed retry of an ok trial) goes straight to
-        _superseded/. UnstorableRow: a value no column can hold; StoreWriteError: the disk refused.
+        _superseded/. A row's sample grid (SAMPLE_GRID) is written to _samples/ before the row that
+        names it; that of a row going to _superseded/ is dropped, the live row's grid kept.
+        UnstorableRow: a value no column can hold; StoreWriteError: the disk refused.
         """
+        row = dict(row)
+        grid = row.pop(SAMPLE_GRID, None)
         unknown = set(row) - set(RESULT_SCHEMA.names)
         if unknown:
             raise UnstorableRow(f"row has columns the store does not know: {sorted(unknown)}")
         if row.get("status") not in STATUS_RANK:
             raise UnstorableRow(f"row has status {row.get('status')!r}")
+        current = self._live.get(row["trial_id"])
+        outranked = current is not None and STATUS_RANK[row["status"]] < STATUS_RANK[current.status]
+        if grid is not None and not outranked:
+            row["samples_png"] = f"{SAMPLES}/{row['trial_id']}.png"
         try:
             table = to_table([row])
         except _VALUE_ERRORS as exc:
             raise UnstorableRow(f"{_unstorable(row)}: {type(exc).__name__}: {exc}") from None
         part = self.part(row["trial_id"])
-        current = self._live.get(row["trial_id"])
         try:
-            if current and STATUS_RANK[row["status"]] < STATUS_RANK[current.status]:
+            if outranked:
                 aside = self._aside(part, SUPERSEDED)
                 os.replace(self._write_temp(table, part), aside)
                 return aside
+            if row.get("samples_png"):
+                self._write_grid(self.path / row["samples_png"], grid)
             return self._publish(table, part, current)
         except BaseException as exc:  # a full disk, or an interrupt: no temp file stays behind
             self._temp(part).unlink(missing_ok=True)
@@ -276,6 +287,17 @@ class ResultStore:
             raise StoreWriteError(
                 f"cannot write to the results store {self.path}: {exc.strerror or exc}{where}"
             ) from None
+
+    def _write_grid(self, path: Path, png: bytes) -> None:
+        """The PNG in one rename, as the parts: a reader never sees half a picture."""
+        path.parent.mkdir(exist_ok=True)
+        temp = path.with_name(f"{TEMP_PREFIX}{path.name}.partial")
+        try:
+            temp.write_bytes(png)
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
 
     def _publish(self, table: pa.Table, part: Path, current: LivePart | None) -> Path:
         temp = self._write_temp(table, part)
