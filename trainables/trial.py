@@ -138,11 +138,8 @@ def _evaluate(
             for name, z in codes.items()
             if z is not None
         }
-        grid = [
-            reference.float().div(255),
-            *(sets.get(name) for name in ("test_recon", "mvg", "gmm")),
-        ]
-        row[SAMPLE_GRID] = sample_grid_png([images for images in grid if images is not None])
+        drawn = [sets[name] for name in ("test_recon", "mvg", "gmm") if name in sets]
+        row[SAMPLE_GRID] = sample_grid_png([reference[:GRID_COLUMNS].float().div(255), *drawn])
     row.update(n_reference=len(reference), n_scored=n)
     with phase(row, "score"):  # all sets in one pass of the network; TF32 only if asked
         extractor = features.get_extractor(cfg.feature_extractor, device, cfg.cache_path)
