@@ -1,4 +1,4 @@
-"""python analysis/report.py results.parquet --out report/
+"""python analysis/report.py results.parquet --out report/ (or dae-study report ...)
 
 Writes every table (Markdown + CSV) and figure (PNG) the store allows, and report/README.md listing
 each with a one-line description, what could not be made and which rows it needs. Scores come from
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import claims, figures, tables
+from analysis import claims, figures, samples, tables
 from analysis.optimum import find_optima, latent_stats
 from analysis.results import StoreError, load, usable
 
@@ -201,7 +201,15 @@ def _write(store: Path, rows: pd.DataFrame, out: Path, dpi: int) -> tuple[list, 
         for suffix, setting, figure in drawn:
             figure.savefig(out / f"{stem}{suffix}.png", dpi=dpi)
             made.append((f"{stem}{suffix}.png", f"{description} [{setting}]"))
-    (out / "README.md").write_text(_readme(store, rows, ok, made, missing))
+    grids, lost = samples.copy_grids(store, ok, out)
+    if grids:
+        made.append((f"{samples.FOLDER}/", "Sample grids of each curve's best trial (below)"))
+    else:
+        missing.append((f"{samples.FOLDER}/", "sample grids", samples.NEEDS))
+    missing += [
+        (path, "a sample grid its row names", "the store's _samples/ folder") for path in lost
+    ]
+    (out / "README.md").write_text(_readme(store, rows, ok, made, missing, grids))
     return made, missing
 
 
@@ -239,7 +247,9 @@ def _counts(values: pd.Series) -> str:
     return ", ".join(f"{n} {name}" for name, n in values.value_counts(dropna=False).items())
 
 
-def _readme(store: Path, rows: pd.DataFrame, ok: pd.DataFrame, made: list, missing: list) -> str:
+def _readme(
+    store: Path, rows: pd.DataFrame, ok: pd.DataFrame, made: list, missing: list, grids: list
+) -> str:
     sources = ok.loc[ok["metric"] == "FID", "fid_weights_source"].fillna("unrecorded")
     lines = [
         "# dae-study report",
@@ -272,6 +282,17 @@ def _readme(store: Path, rows: pd.DataFrame, ok: pd.DataFrame, made: list, missi
     ]
     if not missing:
         lines.append("Everything was made.")
+    if grids:
+        lines += [
+            "",
+            "## Sample grids",
+            "",
+            "Each curve's best trial: its ok row with the lowest MVG score, whatever its latent "
+            "size. Rows: test images, their reconstructions, MVG samples, GMM samples (no GMM row "
+            "where the GMM could not be fitted).",
+            "",
+            *grids,
+        ]
     return "\n".join(lines) + "\n"
 
 

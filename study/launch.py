@@ -1,5 +1,5 @@
-"""python study/launch.py [--grid NAME]: run a named grid (default: digits), or an Optuna search
-over its curves, into the store.
+"""dae-study launch [--grid NAME], or python study/launch.py [--grid NAME]: run a named grid
+(default: digits), or an Optuna search over its curves, into the store.
 
 Every input is checked before Ray starts (grid, config keys and values, datasets, scoring weights,
 the results path, another launcher, the cores and GPUs a trial asks for, the --address); a bad one
@@ -42,16 +42,9 @@ from functools import partial
 from pathlib import Path
 
 if __name__ == "__main__":  # the imports below take seconds; a stop then is a clean exit
+    from study.cli import stop_cleanly_while_importing
 
-    def _stop_while_importing(signum, frame):
-        os.write(2, f"launch: interrupted by {signal.Signals(signum).name}: nothing ran\n".encode())
-        os._exit(128 + signum)
-
-    for _signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(_signum) is not signal.SIG_IGN:
-            signal.signal(_signum, _stop_while_importing)
-if __package__ in (None, ""):  # run as a script from a checkout: make the stages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    stop_cleanly_while_importing("launch")
 
 import torch
 

@@ -143,6 +143,19 @@ def trial_overrides(config: dict) -> dict:
     return {**config["trial"], **({"latent": config["latent"]} if "latent" in config else {})}
 
 
+def on_given_gpu(overrides: dict, gpu_ids: list) -> dict:
+    """A trial that Ray gave a GPU (`gpu_ids`, Ray's for this worker) runs on it or fails: with
+    device `auto` it would train on the CPU, without a word, on a node whose CUDA does not work."""
+    if gpu_ids and overrides.get("device", "auto") == "auto":
+        return {**overrides, "device": "cuda"}
+    return overrides
+
+
+def _gpus_given() -> list:
+    """Ray's GPUs for this worker; none outside Ray, where ray.get_gpu_ids would start a cluster."""
+    return ray.get_gpu_ids() if ray.is_initialized() else []
+
+
 def train_one(config: dict, cpus: int, metric: str, measured: dict[int, float]) -> None:
     """Runs on a Ray worker. A latent the store already holds is answered from it, not retrained.
 
@@ -159,7 +172,7 @@ def train_one(config: dict, cpus: int, metric: str, measured: dict[int, float]) 
         import torch
 
         torch.set_num_threads(cpus)
-        row = run_trial(overrides)
+        row = run_trial(on_given_gpu(overrides, _gpus_given()))
         if row["status"] == "failed" and torch.cuda.is_available():
             # after an OOM, hand the card back to the trials packed beside this worker
             torch.cuda.empty_cache()

@@ -6,11 +6,14 @@
         _corrupt/              part files that could not be read when the store opened
         _foreign/              readable Parquet files that are not one row of this study
         _tune/                 Ray Tune's own experiment state (study/runner.py), not results
+        _samples/              each trial's PNG grid of samples and reconstructions (<trial_id>.png)
         .lock                  flock of the one launcher writing here; holds its pid
+        .tmp-<id>.parquet.partial  a part being written (gone once renamed into place)
 
-pyarrow skips names starting with "_" or ".", so `pandas.read_parquet("results.parquet")` sees only
-the live rows (trainables.schema.live_parts), at any moment: each part is written to a hidden temp
-file, fsynced, then renamed into place (over the row it replaces, whose file was first hard-linked
+pyarrow skips names starting with "_" or ".", and a `*.parquet` glob (DuckDB, Polars) skips the
+subfolders and the temp files, whose names end in ".partial": either way a reader sees only the live
+rows (trainables.schema.live_parts), at any moment. Each part is written to its temp file, fsynced,
+then renamed into place (over the row it replaces, whose file was first hard-linked
 into _superseded/, so a crash at any point leaves a trial with its old row or its new one, never
 none). Parts carry page checksums, and opening the store reads every part in full, so a damaged one
 is moved aside and reported instead of trusted; so is a file that is not a row of this study, and a
@@ -32,6 +35,7 @@ import pyarrow.parquet as pq
 
 from trainables.schema import (
     RESULT_SCHEMA,
+    SAMPLE_GRID,
     StoreError,
     conform,
     live_parts,
@@ -43,7 +47,11 @@ from trainables.schema import (
 SUPERSEDED = "_superseded"
 CORRUPT = "_corrupt"
 FOREIGN = "_foreign"
+SAMPLES = "_samples"
 LOCK = ".lock"
+# Leading ".": pyarrow skips it; trailing ".partial": a "*.parquet" glob does (DuckDB's and Polars'
+# globs match hidden files). Opening the store deletes every TEMP_PREFIX file: none is a row.
+TEMP_PREFIX = ".tmp-"
 # Outcomes of the experiment itself, which a relaunch keeps: a diverged trial is a result (the seed
 # fixes it), while "failed" says the machinery broke (a lost worker, a bad file, out of memory) and
 # the trial runs again.
@@ -151,7 +159,7 @@ class ResultStore:
         self.path = Path(path).expanduser().absolute()
         self._lock_file = self._lock()
         self.written = 0  # rows this handle has made live
-        for temp in self.path.glob(".tmp-*"):  # never renamed into place: never in the table
+        for temp in self.path.glob(f"{TEMP_PREFIX}*"):  # never renamed into place: never a row
             temp.unlink()
         found = survey(self.path)
         self.corrupt = [self._move_aside(part, CORRUPT) for part in found.unreadable]
@@ -216,10 +224,13 @@ class ResultStore:
         """
         os.replace(self._write_temp(conform(pq.read_table(part), part), part), part)
 
+    def _temp(self, part: Path) -> Path:
+        return self.path / f"{TEMP_PREFIX}{part.name}.partial"
+
     def _write_temp(self, table: pa.Table, part: Path) -> Path:
         """A complete, fsynced file under a hidden name; renaming it over `part` publishes it. A
         write that fails (or is interrupted) takes its temp file with it."""
-        temp = self.path / f".tmp-{part.name}"
+        temp = self._temp(part)
         try:
             with open(temp, "wb") as f:
                 pq.write_table(table, f, write_page_checksum=True)
@@ -240,33 +251,53 @@ class ResultStore:
         The old file is hard-linked there first and then replaced in one rename, so the trial has a
         live row at every instant (a crash in between leaves the old row live, a spare copy aside).
         A row worse than the live one (STATUS_RANK: a failed retry of an ok trial) goes straight to
-        _superseded/. UnstorableRow: a value no column can hold; StoreWriteError: the disk refused.
+        _superseded/. A row's sample grid (SAMPLE_GRID) is written to _samples/ before the row that
+        names it; that of a row going to _superseded/ is dropped, the live row's grid kept.
+        UnstorableRow: a value no column can hold; StoreWriteError: the disk refused.
         """
+        row = dict(row)
+        grid = row.pop(SAMPLE_GRID, None)
         unknown = set(row) - set(RESULT_SCHEMA.names)
         if unknown:
             raise UnstorableRow(f"row has columns the store does not know: {sorted(unknown)}")
         if row.get("status") not in STATUS_RANK:
             raise UnstorableRow(f"row has status {row.get('status')!r}")
+        current = self._live.get(row["trial_id"])
+        outranked = current is not None and STATUS_RANK[row["status"]] < STATUS_RANK[current.status]
+        if grid is not None and not outranked:
+            row["samples_png"] = f"{SAMPLES}/{row['trial_id']}.png"
         try:
             table = to_table([row])
         except _VALUE_ERRORS as exc:
             raise UnstorableRow(f"{_unstorable(row)}: {type(exc).__name__}: {exc}") from None
         part = self.part(row["trial_id"])
-        current = self._live.get(row["trial_id"])
         try:
-            if current and STATUS_RANK[row["status"]] < STATUS_RANK[current.status]:
+            if outranked:
                 aside = self._aside(part, SUPERSEDED)
                 os.replace(self._write_temp(table, part), aside)
                 return aside
+            if row.get("samples_png"):
+                self._write_grid(self.path / row["samples_png"], grid)
             return self._publish(table, part, current)
         except BaseException as exc:  # a full disk, or an interrupt: no temp file stays behind
-            (self.path / f".tmp-{part.name}").unlink(missing_ok=True)
+            self._temp(part).unlink(missing_ok=True)
             if not isinstance(exc, OSError):
                 raise
             where = f": {exc.filename}" if exc.filename else ""
             raise StoreWriteError(
                 f"cannot write to the results store {self.path}: {exc.strerror or exc}{where}"
             ) from None
+
+    def _write_grid(self, path: Path, png: bytes) -> None:
+        """The PNG in one rename, as the parts: a reader never sees half a picture."""
+        path.parent.mkdir(exist_ok=True)
+        temp = path.with_name(f"{TEMP_PREFIX}{path.name}.partial")
+        try:
+            temp.write_bytes(png)
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
 
     def _publish(self, table: pa.Table, part: Path, current: LivePart | None) -> Path:
         temp = self._write_temp(table, part)

@@ -186,3 +186,28 @@ def test_a_part_of_the_wrong_shape_is_refused_by_name(tmp_path, column, value, s
     run = run_script(store, "--out", tmp_path / "report")
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.startswith(f"report: {store / 'zz-stray.parquet'}") and says in run.stderr
+
+
+def test_each_curves_best_trial_shows_its_sample_grid(tmp_path):
+    """Best: the lowest MVG score on the curve (of these latents, 32, the nearest to the bowl's
+    minimum at 96). A grid its row names but the store lacks is listed as missing."""
+    rows = curve_rows(DIGITS_CURVES, latents=(4, 8, 16, 32))
+    for row in rows:
+        row["samples_png"] = f"_samples/{row['trial_id']}.png"
+    store = write_store(rows, tmp_path / "results.parquet")
+    best = {row["trial_id"]: row for row in rows if row["latent"] == 32}
+    lost, *kept = best
+    (store / "_samples").mkdir()
+    for trial_id in kept:
+        (store / "_samples" / f"{trial_id}.png").write_bytes(trial_id.encode())
+    files, readme = report(store, tmp_path / "report")
+    assert "samples" in files
+    copied = tmp_path / "report" / "samples"
+    assert {path.name: path.read_bytes() for path in copied.iterdir()} == {
+        f"{trial_id}.png": trial_id.encode() for trial_id in kept
+    }
+    shown = readme.split("## Sample grids")[1]
+    for trial_id in kept:
+        assert f"![digits {best[trial_id]['model'].upper()} f" in shown
+        assert f"(samples/{trial_id}.png)" in shown and f"Trial `{trial_id}`: latent 32" in shown
+    assert f"{store / '_samples' / lost}.png" in readme.split("## Could not be made")[1]

@@ -45,7 +45,15 @@ from fixtures import ALIAS_BOMB, write_celeba_fixture, write_cifar10_fixture
 from launching import REPO, kill_sessions, launch, probe, session_members, start
 
 from study import grids, runner
-from study.store import CORRUPT, FOREIGN, SUPERSEDED, ResultStore, live_parts, read_part
+from study.store import (
+    CORRUPT,
+    FOREIGN,
+    SAMPLES,
+    SUPERSEDED,
+    ResultStore,
+    live_parts,
+    read_part,
+)
 from trainables import data, digits_cnn, features, priors
 from trainables.config import MODELS, make_config
 from trainables.schema import RESULT_COLUMNS, SCORED_SETS
@@ -452,6 +460,7 @@ def test_a_killed_launcher_loses_nothing_and_a_corrupt_part_is_set_aside(env, se
     assert {p.name for p in path.iterdir()} - {p.name for p in live_parts(path)} <= {
         ".lock",
         "_tune",
+        SAMPLES,
     } | {p.name for p in path.glob(".tmp-*")}
     kept = snapshot(path)
     assert 2 <= len(kept) < len(smoke)  # killed mid-grid

@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 import pytest
+import torch
 
 from study import runner
 from study.grids import expand
@@ -189,3 +190,29 @@ def test_the_longest_trials_start_first(tmp_path, monkeypatch):
     runner.run_grid(store, "g", table1[::-1], runner.Resources(1, 0.0, None))
     grid = handed[0]["trial"]["grid_search"]
     assert [make_config(trial) for trial in grid] == longest_first(table1[::-1])
+
+
+def test_a_trial_given_a_gpu_without_working_cuda_fails_instead_of_training_on_the_cpu(
+    monkeypatch,
+):
+    """As on a node whose NVIDIA driver is older than torch's CUDA build: Ray gave the trial a GPU,
+    torch finds no CUDA. The row says so; nothing trains."""
+    reported = []
+    monkeypatch.setattr(runner.tune, "report", reported.append)
+    monkeypatch.setattr(runner.ray, "is_initialized", lambda: True)  # as in a Ray worker
+    monkeypatch.setattr(runner.ray, "get_gpu_ids", lambda: ["0"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    runner.train_one({"trial": asdict(CFG)}, cpus=1, metric="fd_mvg", measured={})
+    (result,) = reported
+    row = result[runner.ROW_KEY]
+    assert (row["status"], row["train_s"], result[runner.SCORE_KEY]) == ("failed", None, None)
+    assert row["error"].startswith("RuntimeError: device 'cuda' was asked for but CUDA is not")
+    assert "does not fall back to the CPU" in row["error"]
+
+
+def test_only_a_trial_given_a_gpu_is_held_to_cuda():
+    auto = {"latent": 8}
+    assert runner.on_given_gpu(auto, ["0"])["device"] == "cuda"
+    assert runner.on_given_gpu(auto, []) == auto  # CPU trials keep auto
+    for explicit in ("cpu", "cuda:0"):  # what the user asked for stands
+        assert runner.on_given_gpu({"device": explicit}, ["0"])["device"] == explicit

@@ -15,6 +15,7 @@ import pytest
 from study.store import (
     CORRUPT,
     FOREIGN,
+    SAMPLES,
     SUPERSEDED,
     ResultStore,
     StoreError,
@@ -23,7 +24,7 @@ from study.store import (
     check_usable,
 )
 from trainables.config import make_config
-from trainables.schema import RESULT_COLUMNS, RESULT_SCHEMA, to_table
+from trainables.schema import RESULT_COLUMNS, RESULT_SCHEMA, SAMPLE_GRID, to_table
 
 
 def make_row(latent: int = 4, status: str = "ok", **values) -> dict:
@@ -351,3 +352,19 @@ def test_check_usable_refuses_what_a_launch_would_refuse_and_creates_nothing(tmp
         with pytest.raises(StoreError, match=f"another launcher \\(pid {os.getpid()}\\)"):
             check_usable(held)
     check_usable(held)  # released
+
+
+def test_a_rows_sample_grid_is_a_file_of_its_own_that_no_reader_takes_for_a_row(tmp_path):
+    """Written beside the parts, in _samples/, which pyarrow skips; a failed retry of an ok trial
+    keeps the ok trial's grid."""
+    path = tmp_path / "results.parquet"
+    trial_id = make_row(4)["trial_id"]
+    with ResultStore(path) as store:
+        store.write({**make_row(4), SAMPLE_GRID: b"ok trial's png"})
+        store.write({**make_row(4, status="failed"), SAMPLE_GRID: b"failed retry's png"})
+        store.write({**make_row(8, status="failed")})  # failed before it drew anything
+    rows = pd.read_parquet(path).set_index("latent")
+    assert rows.loc[4, "samples_png"] == f"{SAMPLES}/{trial_id}.png"
+    assert pd.isna(rows.loc[8, "samples_png"])
+    assert (path / rows.loc[4, "samples_png"]).read_bytes() == b"ok trial's png"
+    assert [file.name for file in (path / SAMPLES).iterdir()] == [f"{trial_id}.png"]

@@ -1,15 +1,17 @@
 """run_trial end to end on CPU: digits offline, and the real CIFAR-10/CelebA readers on fixtures."""
 
+import io
 import math
 
 import pytest
 import torch
 from fixtures import write_celeba_fixture, write_cifar10_fixture
+from PIL import Image
 
 from trainables import features
 from trainables.config import make_config
-from trainables.schema import RESULT_COLUMNS, SCORED_SETS
-from trainables.trial import run_trial
+from trainables.schema import RESULT_COLUMNS, SAMPLE_GRID, SCORED_SETS
+from trainables.trial import GRID_COLUMNS, run_trial
 
 TINY = {"filters": 4, "latent": 4, "epochs": 2, "batch_size": 16}
 FP32 = {"precision": "fp32"}  # CIFAR-10 and CelebA default to bf16, which a CPU runs slowly
@@ -28,8 +30,13 @@ def random_fid_weights(tmp_path_factory):
 def test_digits_default_runs_offline(digits_cache):
     row = run_trial({"dataset": "digits", "epochs": 2, "cache_dir": str(digits_cache)})
     assert row["status"] == "ok", row["traceback"]
-    assert set(row) == set(RESULT_COLUMNS)
+    assert set(row) == {*RESULT_COLUMNS, SAMPLE_GRID}
     assert math.isfinite(row["fd_mvg"]) and math.isfinite(row["fd_gmm"])
+    # rows: test images, their reconstructions, MVG and GMM samples; 8x8 digits drawn 4x as 32x32
+    # tiles, with make_grid's 2 pixels around and between them
+    grid = Image.open(io.BytesIO(row[SAMPLE_GRID]))
+    assert (grid.format, grid.mode) == ("PNG", "RGB")
+    assert grid.size == (GRID_COLUMNS * (32 + 2) + 2, 4 * (32 + 2) + 2)
     assert all(row[f"fd_{name}"] >= 0 for name in SCORED_SETS)
     assert row["fid"] is False and row["feature_extractor"] == "digits-cnn"
     assert row["fid_weights_source"] is None and row["precision"] == "fp32"
@@ -123,6 +130,7 @@ def test_gmm_max_iter_changes_the_gmm_and_nothing_else(digits_cache):
         "heldout_ll_gmm",
         "heldout_ll_gap_per_dim",
         "fd_gmm",
+        SAMPLE_GRID,  # its last row: GMM samples
     }
 
 

