@@ -45,6 +45,7 @@ from fixtures import ALIAS_BOMB, write_celeba_fixture, write_cifar10_fixture
 from launching import REPO, kill_sessions, launch, probe, session_members, start
 
 from study import grids, runner
+from study import launch as launch_module
 from study.store import CORRUPT, FOREIGN, SUPERSEDED, ResultStore, live_parts, read_part
 from trainables import data, digits_cnn, features, priors
 from trainables.config import MODELS, make_config
@@ -254,6 +255,7 @@ def faults(env, tmp_path_factory):
             str(grid_file),
             "--results",
             str(store),
+            "--data-on-nodes",  # each attempt reads its pipe: the launcher must not read it first
             stdout=-1,
             stderr=-1,
         )
@@ -443,6 +445,7 @@ def test_a_killed_launcher_loses_nothing_and_a_corrupt_part_is_set_aside(env, se
     assert {p.name for p in path.iterdir()} - {p.name for p in live_parts(path)} <= {
         ".lock",
         "_tune",
+        launch_module.CHECKPOINTS_IN_STORE,
     } | {p.name for p in path.glob(".tmp-*")}
     kept = snapshot(path)
     assert 2 <= len(kept) < len(smoke)  # killed mid-grid

@@ -103,7 +103,9 @@ def test_an_error_around_run_trial_becomes_a_failed_row_not_a_tune_retry(tmp_pat
     reported = []
     monkeypatch.setattr(runner.tune, "report", reported.append)
     monkeypatch.setattr(
-        runner, "run_trial", lambda overrides, *rest: {}["a key a stale worker's code does not have"]
+        runner,
+        "run_trial",
+        lambda overrides, *rest: {}["a key a stale worker's code does not have"],
     )
     # returns, raises nothing
     runner.train_one({"trial": asdict(CFG)}, cpus=1, metric="fd_mvg", measured={})
