@@ -266,6 +266,12 @@ def _plan(args: argparse.Namespace) -> list[TrialConfig]:
         checkpoints.filesystem(location)  # ValueError, OSError: one that cannot be used
     if args.address:
         _check_address(args.address)
+        if any(cfg.checkpoint_every and cfg.checkpoint_dir == in_store for cfg in trials):
+            _warn(
+                f"checkpoints go to {in_store} on the disk of each node that runs a trial, so a "
+                "trial retried on another node starts over; give every node the same place with "
+                "--checkpoint-dir (e.g. s3://bucket/prefix)"
+            )
     else:
         _check_local_resources(args, trials)
     return trials

@@ -355,7 +355,7 @@ def run_grid(
     callback = StoreCallback(store, len(configs), grid, "grid")
     ordered = longest_first(configs)
     param_space = {"trial": tune.grid_search([dataclasses.asdict(cfg) for cfg in ordered])}
-    _fit(store, callback, resources, param_space, extras)
+    _fit(store, callback, resources, param_space, extras=extras)
     return callback
 
 
@@ -413,7 +413,7 @@ def _run_search(
         callback,
         resources,
         param_space,
-        extras,
+        extras=extras,
         metric=metric,
         measured=measured,
         search_alg=searcher,
@@ -450,7 +450,7 @@ def _fit(
     callback,
     resources,
     param_space,
-    extras,
+    extras=None,
     metric="fd_mvg",
     measured=None,
     search_alg=None,

@@ -13,6 +13,7 @@ finds the previous checkpoint or the whole new one, never part of one.
 """
 
 import io
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
 
     ValueError for a relative path or a protocol neither pyarrow nor fsspec knows; OSError when the
     filesystem cannot be reached (e.g. the region of an S3 bucket cannot be resolved)."""
+    if "://" not in location:
+        location = os.path.expanduser(location)  # "~": the home of the node that runs the trial
     try:
         return pafs.FileSystem.from_uri(location)
     except pa.ArrowInvalid as exc:
