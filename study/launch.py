@@ -6,7 +6,14 @@ the results path, another launcher, the cores and GPUs a trial asks for, the --a
 ends the launch with one message on stderr. Trials already `ok` or `diverged` in the store are
 skipped (a divergence is a result; --rerun-diverged runs them again), so the same command resumes a
 stopped launch and reruns only the trials that `failed`. Relative paths (--data-root, --cache-dir,
---results, DAE_DATA_ROOT, DAE_CACHE_DIR, DAE_FID_WEIGHTS) are taken from where the launcher starts.
+--results, --checkpoint-dir, DAE_DATA_ROOT, DAE_CACHE_DIR, DAE_FID_WEIGHTS) are taken from where
+the launcher starts.
+
+Each dataset is read once, here, and handed to the trials through Ray's object store, so no worker
+needs a data folder (--data-on-nodes: each trial reads its own node's). Trials save a checkpoint
+every `checkpoint_every` epochs into --checkpoint-dir (a folder or a URI such as s3://bucket/prefix;
+default _checkpoints/ in the store): a trial retried after a lost worker, or run again by a
+relaunch, goes on from its latest one.
 
 Exit status:
   0    every trial ended ok or diverged
