@@ -32,9 +32,11 @@ from trainables.config import TrialConfig, make_config
 from trainables.trial import new_row, run_trial, traceback_summary
 
 ROW_KEY = "dae_study_row"
-SCORE_KEY = "score"  # what --search optimises; None for a trial that did not end ok
-# Each epoch's report (its training loss) for Tune's progress and TensorBoard logs. Tune wants the
-# search's metric in every result: NaN, not scored yet.
+# What --search optimises; NaN in each epoch's report and for a trial that did not end ok: Tune
+# wants the search's metric in every result, and Optuna's searcher takes only floats there (None
+# raised inside Tune's loop); it refuses a NaN result (with a warning), so it never learns from it.
+SCORE_KEY = "score"
+# Each epoch's report (its training loss) for Tune's progress and TensorBoard logs.
 EPOCH_KEY = "epoch"
 LOSS_KEY = "train_loss"
 # Retries of a trial whose worker died (deterministic errors come back as failed rows).
@@ -183,7 +185,7 @@ def train_one(
             "traceback": traceback_summary(exc),
         }
     ok = row["status"] == "ok" and row[metric] is not None and math.isfinite(row[metric])
-    tune.report({SCORE_KEY: row[metric] if ok else None, ROW_KEY: row})
+    tune.report({SCORE_KEY: row[metric] if ok else math.nan, ROW_KEY: row})
 
 
 def _report_epoch(epochs_done: int, loss: float) -> None:
@@ -210,9 +212,9 @@ def _failed_row(cfg: TrialConfig, error: str) -> dict:
 def _remove_checkpoint(cfg: TrialConfig) -> None:
     """Once the row is in the store; a checkpoint that cannot be removed costs space, no row."""
     try:
-        store = checkpoints.for_config(cfg)
-        if store is not None:
-            store.remove()
+        checkpoint = checkpoints.for_config(cfg)
+        if checkpoint is not None:
+            checkpoint.remove()
     except (OSError, ValueError) as exc:
         print(f"warning: could not remove the checkpoint of {cfg.trial_id()}: {exc}", flush=True)
 

@@ -9,9 +9,11 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 import torch
+from ray.tune.search.optuna import OptunaSearch
 
 from study import launch, runner
 from study.grids import SMOKE_BASE
@@ -169,6 +171,29 @@ def test_each_epoch_is_reported_to_tune_and_the_row_comes_last(config, digits, m
     )
     assert all(math.isnan(r[runner.SCORE_KEY]) and runner.ROW_KEY not in r for r in epochs)
     assert final[runner.SCORE_KEY] == final[runner.ROW_KEY]["fd_mvg"]
+
+
+def test_optunas_searcher_takes_every_report_a_failed_trials_too(monkeypatch):
+    """Each epoch's report and a failed trial's last one carry a NaN score (None made Optuna raise
+    inside Tune's loop, ending the launch); the failed trial gives the search no value."""
+    reported = []
+    monkeypatch.setattr(runner.tune, "report", reported.append)
+
+    def fails_after_an_epoch(overrides, images, on_epoch):
+        on_epoch(1, 0.5)
+        raise RuntimeError("a worker whose code differs from the driver's")
+
+    monkeypatch.setattr(runner, "run_trial", fails_after_an_epoch)
+    cfg = make_config(SMOKE_BASE)
+    runner.train_one({"trial": asdict(cfg), "latent": 8}, 1, "fd_mvg", {})
+    space = {"latent": optuna.distributions.IntDistribution(4, 16, log=True)}
+    searcher = OptunaSearch(space=space, metric=runner.SCORE_KEY, mode="min", seed=0)
+    searcher.suggest("t")
+    for iteration, result in enumerate(reported, 1):
+        searcher.on_trial_result("t", {**result, "training_iteration": iteration})
+    searcher.on_trial_complete("t", reported[-1])
+    (trial_,) = searcher._ot_study.trials
+    assert trial_.values is None and trial_.state != optuna.trial.TrialState.COMPLETE
 
 
 def test_the_store_callback_skips_epoch_reports_and_removes_a_finished_trials_checkpoint(

@@ -1,5 +1,6 @@
 """The Tune callback and resources without a cluster: fake trials stand in for Tune's."""
 
+import math
 from dataclasses import asdict, dataclass
 
 import pandas as pd
@@ -110,7 +111,7 @@ def test_an_error_around_run_trial_becomes_a_failed_row_not_a_tune_retry(tmp_pat
     # returns, raises nothing
     runner.train_one({"trial": asdict(CFG)}, cpus=1, metric="fd_mvg", measured={})
     (result,) = reported
-    assert result[runner.SCORE_KEY] is None
+    assert math.isnan(result[runner.SCORE_KEY])
     trial = FakeTrial({"trial": asdict(CFG)})
     tracker = callback(tmp_path)
     # the driver completes the row from the trial's config

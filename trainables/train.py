@@ -94,8 +94,8 @@ def train(
     """
     start = time.perf_counter()
     device = next(model.parameters()).device
-    store = checkpoints.for_config(cfg)
-    saved = _resumable(store.load() if store else None, cfg, device)
+    checkpoint = checkpoints.for_config(cfg)  # None: this trial saves none
+    saved = _resumable(checkpoint.load() if checkpoint else None, cfg, device)
     if saved is not None:
         model.load_state_dict(saved["model"])
         _set_global_rng(saved["rng"], device)
@@ -113,8 +113,8 @@ def train(
             losses.append(step.epoch_loss())  # one host sync per epoch
             epoch_seconds.append(time.perf_counter() - epoch_start)
             finite = math.isfinite(losses[-1])
-            if finite and store and _checkpoint_due(len(losses), cfg):
-                store.save(_snapshot(model, training, losses, cfg, device))
+            if finite and checkpoint and _checkpoint_due(len(losses), cfg):
+                checkpoint.save(_snapshot(model, training, losses, cfg, device))
             if on_epoch is not None:
                 on_epoch(len(losses), losses[-1])
             if not finite:
