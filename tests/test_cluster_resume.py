@@ -162,7 +162,6 @@ class Node:
         self.folder, self.env, self.args = folder, env, args
         self.sessions: list[int] = []
         self.temps: list[str] = []
-        self.start()
 
     def start(self) -> None:
         temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit
@@ -197,16 +196,23 @@ class Node:
 
 
 @pytest.fixture
-def nodes():
-    """The nodes a test starts; all their processes are killed and their temp dirs removed."""
+def node():
+    """Starts a node; at the end every process of every node started is killed (whatever the
+    test did) and their temp dirs are removed."""
     started: list[Node] = []
-    yield started
-    for node in started:
-        node.close()
+
+    def start_node(folder: Path, env: dict, *args: str) -> Node:
+        started.append(Node(folder, env, *args))
+        started[-1].start()
+        return started[-1]
+
+    yield start_node
+    for each in started:
+        each.close()
 
 
 def test_a_cluster_on_this_machine_stores_every_row_on_the_head_and_resumes_a_lost_node(
-    nodes, sessions, tmp_path
+    node, sessions, tmp_path
 ):
     head_dir, worker_dir = tmp_path / "head", tmp_path / "worker"
     for folder in (head_dir, worker_dir):
@@ -229,7 +235,7 @@ def test_a_cluster_on_this_machine_stores_every_row_on_the_head_and_resumes_a_lo
         "PYTHONPATH": str(REPO),
     }
     (port,) = free_ports(1)
-    nodes.append(Node(head_dir, {**head_env, **FAST_HEALTH_CHECKS}, *HEAD, str(port)))
+    node(head_dir, {**head_env, **FAST_HEALTH_CHECKS}, *HEAD, str(port))
     grid, saved = head_dir / "cluster.json", tmp_path / "checkpoints"  # stands in for s3://
     grid.write_text(json.dumps([LONG, CIFAR_DIVERGING]))
     long_id = make_config(LONG).trial_id()
@@ -246,8 +252,7 @@ def test_a_cluster_on_this_machine_stores_every_row_on_the_head_and_resumes_a_lo
         stderr=subprocess.PIPE,
     )
     # the launcher's trials wait for the worker node, which starts while the launcher does
-    nodes.append(Node(worker_dir, worker_env, "--address", f"127.0.0.1:{port}", "--num-cpus", "1"))
-    worker = nodes[-1]
+    worker = node(worker_dir, worker_env, "--address", f"127.0.0.1:{port}", "--num-cpus", "1")
     wait_for("first checkpoint", checkpoint.exists, proc)
     worker.kill()  # mid-trial: the next checkpoint is an epoch away
     worker.start()
