@@ -6,7 +6,14 @@ the results path, another launcher, the cores and GPUs a trial asks for, the --a
 ends the launch with one message on stderr. Trials already `ok` or `diverged` in the store are
 skipped (a divergence is a result; --rerun-diverged runs them again), so the same command resumes a
 stopped launch and reruns only the trials that `failed`. Relative paths (--data-root, --cache-dir,
---results, DAE_DATA_ROOT, DAE_CACHE_DIR, DAE_FID_WEIGHTS) are taken from where the launcher starts.
+--results, --checkpoint-dir, DAE_DATA_ROOT, DAE_CACHE_DIR, DAE_FID_WEIGHTS) are taken from where
+the launcher starts.
+
+Each dataset is read once, here, and handed to the trials through Ray's object store, so no worker
+needs a data folder (--data-on-nodes: each trial reads its own node's). Trials save a checkpoint
+every `checkpoint_every` epochs into --checkpoint-dir (a folder or a URI such as s3://bucket/prefix;
+default _checkpoints/ in the store): a trial retried after a lost worker, or run again by a
+relaunch, goes on from its latest one.
 
 Exit status:
   0    every trial ended ok or diverged
@@ -52,7 +59,7 @@ from analysis.results import usable
 from study import grids
 from study.resources import gpu_fraction
 from study.store import FINISHED, ResultStore, StoreWriteError, check_usable, survey
-from trainables import data, features
+from trainables import checkpoints, data, features
 from trainables.config import TrialConfig
 from trainables.schema import SAMPLERS
 
@@ -68,6 +75,9 @@ ADDRESS_TIMEOUT_S = 10
 RAY_PORT = 6379  # a Ray head's default port; 10001 for a Ray Client (ray://) address
 RAY_CLIENT_PORT = 10001
 RESUME = "rerun the same command to resume"
+# Mid-trial checkpoints go into the store unless --checkpoint-dir says otherwise: a "_" folder,
+# which every reader of the store skips.
+CHECKPOINTS_IN_STORE = "_checkpoints"
 
 
 @contextlib.contextmanager
@@ -155,6 +165,23 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cache-dir", help="reference statistics, digits-cnn (default $DAE_CACHE_DIR)"
     )
     parser.add_argument(
+        "--checkpoint-dir",
+        help="where trials save their mid-trial checkpoints (config checkpoint_every): a folder or "
+        "a URI such as s3://bucket/prefix that every node can reach (default: _checkpoints/ in "
+        "the store, which only this machine's trials can reach)",
+    )
+    parser.add_argument(
+        "--data-on-nodes",
+        action="store_true",
+        help="each trial reads its dataset from its own node's data root (default: the launcher "
+        "loads each dataset once and hands it to the trials through Ray's object store)",
+    )
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="write Tune's TensorBoard logs (each trial's loss per epoch) under the store's _tune/",
+    )
+    parser.add_argument(
         "--seeds", type=int, default=1, help="replicates per trial; replicate r uses seed r"
     )
     parser.add_argument(
@@ -215,29 +242,46 @@ def _plan(args: argparse.Namespace) -> list[TrialConfig]:
             os.environ[variable] = _absolute(os.environ[variable])
     runtime = {
         key: _absolute(value)
-        for key, value in (("data_root", args.data_root), ("cache_dir", args.cache_dir))
+        for key, value in (
+            ("data_root", args.data_root),
+            ("cache_dir", args.cache_dir),
+            ("checkpoint_dir", args.checkpoint_dir),
+        )
         if value
     }
     grid = grids.from_file(args.grid_file) if args.grid_file else grids.named_grid(args.grid)
     args.grid = grid.name  # the tag every row carries
     trials = grids.expand(grid, args.seeds, runtime, dict(args.overrides))[: args.limit]
+    in_store = str(Path(args.results).expanduser().absolute() / CHECKPOINTS_IN_STORE)
     trials = [
         dataclasses.replace(
-            cfg, data_root=_absolute(cfg.data_root), cache_dir=_absolute(cfg.cache_dir)
+            cfg,
+            data_root=_absolute(cfg.data_root),
+            cache_dir=_absolute(cfg.cache_dir),
+            checkpoint_dir=_absolute(cfg.checkpoint_dir or in_store),
         )
         for cfg in trials
     ]
+    for location in sorted({cfg.checkpoint_dir for cfg in trials if cfg.checkpoint_every}):
+        checkpoints.filesystem(location)  # ValueError, OSError: one that cannot be used
     if args.address:
         _check_address(args.address)
+        if any(cfg.checkpoint_every and cfg.checkpoint_dir == in_store for cfg in trials):
+            _warn(
+                f"checkpoints go to {in_store} on the disk of each node that runs a trial, so a "
+                "trial retried on another node starts over; give every node the same place with "
+                "--checkpoint-dir (e.g. s3://bucket/prefix)"
+            )
     else:
         _check_local_resources(args, trials)
     return trials
 
 
 def _absolute(path: str) -> str:
-    """A relative path from the launcher's folder; '' (the default) and '~' (each node's own home)
-    stay as they are."""
-    return path if not path or path.startswith("~") else os.path.abspath(path)
+    """A relative path from the launcher's folder; '' (the default), '~' (each node's own home)
+    and a URI (a checkpoint_dir such as s3://bucket/prefix) stay as they are."""
+    kept = not path or path.startswith("~") or "://" in path
+    return path if kept else os.path.abspath(path)
 
 
 def _check_local_resources(args: argparse.Namespace, trials: list[TrialConfig]) -> None:
@@ -426,6 +470,11 @@ def _run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore
         print(f"all {len(trials)} trials already done in {store.path}; nothing to run")
         _summary(store, trials)
         return 0
+    try:
+        loaded = {} if args.data_on_nodes else _load_datasets(trials if args.search else todo)
+    except (ValueError, OSError) as exc:  # DatasetCorrupt, an unreadable file
+        _tell(f"launch: error: {exc}")
+        return EXIT_BAD_INPUT
     from study import runner  # imports Ray: only when there is something to run
 
     start = time.monotonic()
@@ -434,21 +483,35 @@ def _run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore
             resources = runner.Resources(
                 args.cpus_per_trial, runner.gpu_request(args.gpus_per_trial), args.max_concurrent
             )
+            extras = runner.Extras(runner.share_datasets(loaded), args.tensorboard)
+            loaded.clear()  # the object store holds them now
+            data.clear_memo()
             if args.search:
                 callbacks = runner.run_searches(
-                    store, args.grid, trials, resources, args.search_trials, args.search_metric
+                    store,
+                    args.grid,
+                    trials,
+                    resources,
+                    args.search_trials,
+                    args.search_metric,
+                    extras,
                 )
             else:
                 print(
                     f"grid {args.grid}: {len(trials)} trials, {len(trials) - len(todo)} already "
                     f"done, {len(todo)} to run"
                 )
-                callbacks = [runner.run_grid(store, args.grid, todo, resources)]
+                callbacks = [runner.run_grid(store, args.grid, todo, resources, extras)]
     except runner.Abort as abort:  # carried out of Tune's loop: the store refused a write
         raise abort.error from None
     _summary(store, trials)
     print(f"finished in {runner.format_duration(time.monotonic() - start)}")
     return EXIT_FAILED_TRIAL if any(callback.failed for callback in callbacks) else 0
+
+
+def _load_datasets(trials: list[TrialConfig]) -> dict[tuple, data.Dataset]:
+    """Each dataset the trials need, read once here (checksums verified) for Ray to hand out."""
+    return {data.source(cfg): data.load_for_config(cfg) for cfg in trials}
 
 
 def _finished(args: argparse.Namespace) -> frozenset[str]:

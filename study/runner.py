@@ -2,7 +2,8 @@
 
 Tune overwrites reserved keys of a reported result (trial_id, date, timestamp, done, hostname, pid,
 config, ...), so the row travels under ROW_KEY and the callback takes it out again before Tune keeps
-the result: Tune's own state stays small and never holds a second copy of the data.
+the result: Tune's own state stays small and never holds a second copy of the data. Each epoch's
+loss is reported too, without ROW_KEY, for Tune's progress and TensorBoard logs.
 """
 
 import contextlib
@@ -20,17 +21,25 @@ from pathlib import Path
 import optuna
 import ray
 from ray import tune
+from ray.tune.logger import TBXLoggerCallback
 from ray.tune.search.optuna import OptunaSearch
 
 from study import grids
 from study.resources import gpu_fraction, longest_first
-from study.store import ResultStore, StoreWriteError, UnstorableRow
+from study.store import FINISHED, ResultStore, StoreWriteError, UnstorableRow
 from study.watchdog import WATCH_TAG
+from trainables import checkpoints, data
 from trainables.config import TrialConfig, make_config
 from trainables.trial import new_row, run_trial, traceback_summary
 
 ROW_KEY = "dae_study_row"
-SCORE_KEY = "score"  # what --search optimises; None for a trial that did not end ok
+# What --search optimises; NaN in each epoch's report and for a trial that did not end ok: Tune
+# wants the search's metric in every result, and Optuna's searcher takes only floats there (None
+# raised inside Tune's loop); it refuses a NaN result (with a warning), so it never learns from it.
+SCORE_KEY = "score"
+# Each epoch's report (its training loss) for Tune's progress and TensorBoard logs.
+EPOCH_KEY = "epoch"
+LOSS_KEY = "train_loss"
 # Retries of a trial whose worker died (deterministic errors come back as failed rows).
 MAX_FAILURES = 2
 # Tune's experiment state goes inside the store: pyarrow skips "_" folders, the store (not Tune) is
@@ -156,8 +165,17 @@ def _gpus_given() -> list:
     return ray.get_gpu_ids() if ray.is_initialized() else []
 
 
-def train_one(config: dict, cpus: int, metric: str, measured: dict[int, float]) -> None:
+def train_one(
+    config: dict,
+    cpus: int,
+    metric: str,
+    measured: dict[int, float],
+    datasets: dict[tuple, ray.ObjectRef] | None = None,
+) -> None:
     """Runs on a Ray worker. A latent the store already holds is answered from it, not retrained.
+
+    datasets: data.source(cfg) -> the (train, test) uint8 arrays in Ray's object store, for the
+    trials whose data the launcher loaded (share_datasets); the others read their data root.
 
     Nothing raised here reaches Tune: run_trial turns a trial's own errors into rows, and an error
     around it (a worker whose code or packages differ from the driver's) becomes a failed row too,
@@ -172,7 +190,8 @@ def train_one(config: dict, cpus: int, metric: str, measured: dict[int, float]) 
         import torch
 
         torch.set_num_threads(cpus)
-        row = run_trial(on_given_gpu(overrides, _gpus_given()))
+        overrides = on_given_gpu(overrides, _gpus_given())
+        row = run_trial(overrides, _shared_images(overrides, datasets or {}), _report_epoch)
         if row["status"] == "failed" and torch.cuda.is_available():
             # after an OOM, hand the card back to the trials packed beside this worker
             torch.cuda.empty_cache()
@@ -183,12 +202,38 @@ def train_one(config: dict, cpus: int, metric: str, measured: dict[int, float]) 
             "traceback": traceback_summary(exc),
         }
     ok = row["status"] == "ok" and row[metric] is not None and math.isfinite(row[metric])
-    tune.report({SCORE_KEY: row[metric] if ok else None, ROW_KEY: row})
+    tune.report({SCORE_KEY: row[metric] if ok else math.nan, ROW_KEY: row})
+
+
+def _report_epoch(epochs_done: int, loss: float) -> None:
+    tune.report({EPOCH_KEY: epochs_done, LOSS_KEY: loss, SCORE_KEY: math.nan})
+
+
+def share_datasets(loaded: dict[tuple, data.Dataset]) -> dict[tuple, ray.ObjectRef]:
+    """Each dataset into Ray's object store once, as uint8 arrays: every trial that needs it gets
+    it from there, on whichever node it runs, and no node needs a dataset folder."""
+    return {key: ray.put((d.train.numpy(), d.test.numpy())) for key, d in loaded.items()}
+
+
+def _shared_images(overrides: dict, datasets: dict[tuple, ray.ObjectRef]) -> data.Dataset | None:
+    cfg = make_config(overrides)
+    ref = datasets.get(data.source(cfg))
+    return None if ref is None else data.from_arrays(cfg.dataset, *ray.get(ref))
 
 
 def _failed_row(cfg: TrialConfig, error: str) -> dict:
     """The row of a trial that made none itself (its worker died, or it raised): config and why."""
     return {**new_row(cfg), "status": "failed", "error": error}
+
+
+def _remove_checkpoint(cfg: TrialConfig) -> None:
+    """Once the row is in the store; a checkpoint that cannot be removed costs space, no row."""
+    try:
+        checkpoint = checkpoints.for_config(cfg)
+        if checkpoint is not None:
+            checkpoint.remove()
+    except (OSError, ValueError) as exc:
+        print(f"warning: could not remove the checkpoint of {cfg.trial_id()}: {exc}", flush=True)
 
 
 def format_duration(seconds: float) -> str:
@@ -209,7 +254,9 @@ class StoreCallback(tune.Callback):
         self.written: set[str] = set()  # Tune trial ids whose row is in the store
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        row = result.pop(ROW_KEY, None)
+        if ROW_KEY not in result:  # an epoch's loss (_report_epoch)
+            return
+        row = result.pop(ROW_KEY)
         if row is not None:
             self._write(trials, trial, row)
             return
@@ -243,6 +290,8 @@ class StoreCallback(tune.Callback):
             row = {**_failed_row(cfg, row["error"]), **row}
         row = self._store(cfg, {**row, **self.tags, "replicate": row["seed"]})
         self.written.add(trial.trial_id)
+        if row["status"] in FINISHED:  # kept for a failed row: its rerun resumes from it
+            _remove_checkpoint(cfg)
         if row["status"] == "ok":
             self.ok += 1
             gmm = "n/a" if row["fd_gmm"] is None else f"{row['fd_gmm']:.2f}"
@@ -282,6 +331,14 @@ class StoreCallback(tune.Callback):
 
 
 @dataclass(frozen=True)
+class Extras:
+    """What a launch hands its trials besides configs and resources, and what it logs of them."""
+
+    datasets: dict = dataclasses.field(default_factory=dict)  # share_datasets
+    tensorboard: bool = False  # Tune's TensorBoard logs: each trial's loss per epoch
+
+
+@dataclass(frozen=True)
 class Resources:
     cpus_per_trial: int
     # "table": study.resources.gpu_fraction per model; a number: that share for all
@@ -307,14 +364,18 @@ def _tune_trial_name(trial) -> str:
 
 
 def run_grid(
-    store: ResultStore, grid: str, configs: list[TrialConfig], resources: Resources
+    store: ResultStore,
+    grid: str,
+    configs: list[TrialConfig],
+    resources: Resources,
+    extras: Extras | None = None,
 ) -> StoreCallback:
     """Every config once, as a Tune grid, the longest trials first (Tune starts them in the grid's
     order); returns the callback, which counts what finished."""
     callback = StoreCallback(store, len(configs), grid, "grid")
     ordered = longest_first(configs)
     param_space = {"trial": tune.grid_search([dataclasses.asdict(cfg) for cfg in ordered])}
-    _fit(store, callback, resources, param_space)
+    _fit(store, callback, resources, param_space, extras=extras)
     return callback
 
 
@@ -337,6 +398,7 @@ def _run_search(
     resources: Resources,
     trials: int,
     metric: str,
+    extras: Extras | None,
 ) -> StoreCallback:
     """Optuna (TPE) over log(latent) in the curve's grid range, told every latent already stored."""
     latents = [cfg.latent for cfg in curve]
@@ -371,6 +433,7 @@ def _run_search(
         callback,
         resources,
         param_space,
+        extras=extras,
         metric=metric,
         measured=measured,
         search_alg=searcher,
@@ -386,6 +449,7 @@ def run_searches(
     resources: Resources,
     trials: int,
     metric: str,
+    extras: Extras | None = None,
 ) -> list[StoreCallback]:
     """One search per curve and seed, one after the other; a curve with a single latent has nothing
     to search."""
@@ -397,7 +461,7 @@ def run_searches(
                 label = grids.curve_label(replicate[0])
                 print(f"not searching {label} seed {seed}: one latent size, no range")
                 continue
-            callbacks.append(_run_search(store, grid, replicate, resources, trials, metric))
+            callbacks.append(_run_search(store, grid, replicate, resources, trials, metric, extras))
     return callbacks
 
 
@@ -406,14 +470,21 @@ def _fit(
     callback,
     resources,
     param_space,
+    extras=None,
     metric="fd_mvg",
     measured=None,
     search_alg=None,
     samples=1,
 ) -> None:
+    extras = extras or Extras()
     trainable = tune.with_parameters(
-        train_one, cpus=resources.cpus_per_trial, metric=metric, measured=measured or {}
+        train_one,
+        cpus=resources.cpus_per_trial,
+        metric=metric,
+        measured=measured or {},
+        datasets=extras.datasets,
     )
+    loggers = [TBXLoggerCallback()] if extras.tensorboard else []  # after ours, which pops the row
     try:
         tuner = tune.Tuner(
             tune.with_resources(trainable, trial_resources(resources)),
@@ -431,7 +502,7 @@ def _fit(
                 name=f"{callback.tags['grid']}-{callback.tags['search']}-{datetime.datetime.now():%Y%m%d-%H%M%S}",
                 storage_path=str(store.path / TUNE_DIR),
                 failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-                callbacks=[callback],
+                callbacks=[callback, *loggers],
                 verbose=0,
             ),
         )

@@ -45,6 +45,7 @@ from fixtures import ALIAS_BOMB, write_celeba_fixture, write_cifar10_fixture
 from launching import REPO, kill_sessions, launch, probe, session_members, start
 
 from study import grids, runner
+from study import launch as launch_module
 from study.store import (
     CORRUPT,
     FOREIGN,
@@ -271,6 +272,7 @@ def faults(env, tmp_path_factory):
             str(grid_file),
             "--results",
             str(store),
+            "--data-on-nodes",  # each attempt reads its pipe: the launcher must not read it first
             stdout=-1,
             stderr=-1,
         )
@@ -461,6 +463,7 @@ def test_a_killed_launcher_loses_nothing_and_a_corrupt_part_is_set_aside(env, se
         ".lock",
         "_tune",
         SAMPLES,
+        launch_module.CHECKPOINTS_IN_STORE,
     } | {p.name for p in path.glob(".tmp-*")}
     kept = snapshot(path)
     assert 2 <= len(kept) < len(smoke)  # killed mid-grid
@@ -588,7 +591,9 @@ def test_a_store_that_fails_mid_run_gives_one_message_and_exit_3(env, sessions, 
     with ResultStore(path) as store:
         store.write({**new_row(make_config(entry)), "status": "failed", "error": "first try"})
     (path / SUPERSEDED).write_text("a file where the folder belongs")
-    result = launch(env, sessions, "--grid-file", str(grid_file), "--results", str(path))
+    # the trial reads its data itself (the launcher would refuse the cut batch before Ray starts)
+    args = ["--grid-file", str(grid_file), "--results", str(path), "--data-on-nodes"]
+    result = launch(env, sessions, *args)
     assert result.returncode == 3, result.stderr
     (message,) = [line for line in result.stderr.splitlines() if line.startswith("launch: ")]
     assert message == (

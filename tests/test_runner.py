@@ -1,5 +1,6 @@
 """The Tune callback and resources without a cluster: fake trials stand in for Tune's."""
 
+import math
 from dataclasses import asdict, dataclass
 
 import pandas as pd
@@ -104,12 +105,14 @@ def test_an_error_around_run_trial_becomes_a_failed_row_not_a_tune_retry(tmp_pat
     reported = []
     monkeypatch.setattr(runner.tune, "report", reported.append)
     monkeypatch.setattr(
-        runner, "run_trial", lambda overrides: {}["a key a stale worker's code does not have"]
+        runner,
+        "run_trial",
+        lambda overrides, *rest: {}["a key a stale worker's code does not have"],
     )
     # returns, raises nothing
     runner.train_one({"trial": asdict(CFG)}, cpus=1, metric="fd_mvg", measured={})
     (result,) = reported
-    assert result[runner.SCORE_KEY] is None
+    assert math.isnan(result[runner.SCORE_KEY])
     trial = FakeTrial({"trial": asdict(CFG)})
     tracker = callback(tmp_path)
     # the driver completes the row from the trial's config

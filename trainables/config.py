@@ -41,6 +41,8 @@ RUNTIME_FIELDS = frozenset(
         "train_loop",
         "cuda_graph",
         "score_tf32",
+        "checkpoint_every",
+        "checkpoint_dir",
     }
 )
 # The dataclass defaults are the paper's protocol; a dataset may start from other values (the
@@ -92,6 +94,11 @@ class TrialConfig:
     cuda_graph: bool = True
     # score_tf32: TF32 convolutions in the feature network (faster, moves scores ~3.5e-4 relative)
     score_tf32: bool = False
+    # mid-trial checkpoints (trainables/checkpoints.py): every N epochs (0: never), into a local
+    # folder or a URI (s3://bucket/prefix, gs://..., any pyarrow or fsspec filesystem); "" saves
+    # none (the launcher sets <results>/_checkpoints or its --checkpoint-dir)
+    checkpoint_every: int = 10
+    checkpoint_dir: str = ""
 
     @property
     def stage_depths(self) -> tuple[int, ...]:
@@ -155,6 +162,7 @@ INT_MAXIMA = {
     "n_samples": 1_000_000,  # 100x the paper's 10,000 images per scored set
     "gmm_components": 10_000,
     "gmm_max_iter": 1_000_000,
+    "checkpoint_every": 100_000,  # the most epochs
 }
 MAX_CONVS_PER_STAGE = 64
 # Every float field enters float32 arithmetic on the device (bf16 has the same exponent range): a
@@ -263,6 +271,8 @@ def validate(cfg: TrialConfig) -> TrialConfig:
             raise ValueError(f"{name}: must be at most {maximum:,}, got {getattr(cfg, name):,}")
     if cfg.seed < 0:
         raise ValueError(f"seed: must be >= 0, got {cfg.seed}")
+    if cfg.checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every: must be >= 0 (0: never), got {cfg.checkpoint_every}")
     if max(cfg.stage_depths) > MAX_CONVS_PER_STAGE:
         raise ValueError(
             f"depth: at most {MAX_CONVS_PER_STAGE} convs per stage, got {cfg.stage_depths}"

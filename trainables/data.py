@@ -134,6 +134,20 @@ def load_for_config(cfg) -> Dataset:
     return load_dataset(cfg.dataset, cfg.data_path, cfg.cache_path, cfg.verify_checksums)
 
 
+def source(cfg) -> tuple[str, str, bool]:
+    """What cfg's images are read from, as the config says it, the same on every node: the key
+    under which the launcher shares a loaded dataset with the trials that need it."""
+    return (cfg.dataset, cfg.data_root, cfg.verify_checksums)
+
+
+def from_arrays(name: str, train: np.ndarray, test: np.ndarray) -> Dataset:
+    """A dataset handed over as uint8 arrays (from Ray's object store: read-only views of shared
+    memory, so they are copied, and nothing that trains can write into the store's memory)."""
+    import torch
+
+    return Dataset(name, torch.from_numpy(np.array(train)), torch.from_numpy(np.array(test)))
+
+
 # --------------------------------------------------------------------------- checks and messages
 
 

@@ -54,6 +54,7 @@ RESULT_COLUMNS = {
     "error": str,
     "traceback": str,
     "diverged_epoch": int,
+    "resumed_from_epoch": int,  # epochs done by the checkpoint training went on from; empty: none
     "mvg_jitter": float,
     "gmm_components_used": int,
     "gmm_reg_covar": float,

@@ -21,6 +21,7 @@ import functools
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from trainables import checkpoints
 from trainables.config import TrialConfig
 from trainables.cuda_graph import EagerStep, adam, batch_loss, training_step
 from trainables.models import AutoEncoder
@@ -50,6 +52,7 @@ class TrainResult:
     compiled: bool
     train_step: str  # "graph" (each step one CUDA graph replay) or "eager"
     train_step_error: str | None  # why a graph was asked for and not used
+    resumed_from_epoch: int | None  # epochs the checkpoint it started from had done; None: none
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Training:
 
     step: EagerStep
     batches: Batches
+    generator: torch.Generator  # of each epoch's permutation: a checkpoint saves its state
 
 
 def learning_rate(epoch: int, epochs: int, peak: float) -> float:
@@ -77,23 +81,43 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(model: AutoEncoder, images: torch.Tensor, cfg: TrialConfig) -> TrainResult:
-    """Adam on BCE (+ beta*KL for a VAE), batch-averaged, on the model's device."""
+def train(
+    model: AutoEncoder,
+    images: torch.Tensor,
+    cfg: TrialConfig,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Adam on BCE (+ beta*KL for a VAE), batch-averaged, on the model's device; from the trial's
+    latest checkpoint where it has one, saving one every cfg.checkpoint_every epochs.
+
+    on_epoch(epochs done, that epoch's loss): after each epoch (the launcher reports it to Tune).
+    """
     start = time.perf_counter()
-    training = prepare(model, images, cfg)
+    device = next(model.parameters()).device
+    checkpoint = checkpoints.for_config(cfg)  # None: this trial saves none
+    saved = _resumable(checkpoint.load() if checkpoint else None, cfg, device)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        _set_global_rng(saved["rng"], device)
+    training = prepare(model, images, cfg, saved)
     setup_seconds = time.perf_counter() - start
     step = training.step
-    losses: list[float] = []
+    losses: list[float] = list(saved["losses"]) if saved else []
     epoch_seconds: list[float] = []
     try:
-        for epoch in range(cfg.epochs):
+        for epoch in range(len(losses), cfg.epochs):
             epoch_start = time.perf_counter()
             step.set_lr(learning_rate(epoch, cfg.epochs, cfg.lr))
             for batch in training.batches():
                 step.run(batch)
             losses.append(step.epoch_loss())  # one host sync per epoch
             epoch_seconds.append(time.perf_counter() - epoch_start)
-            if not math.isfinite(losses[-1]):
+            finite = math.isfinite(losses[-1])
+            if finite and checkpoint and _checkpoint_due(len(losses), cfg):
+                checkpoint.save(_snapshot(model, training, losses, cfg, device))
+            if on_epoch is not None:
+                on_epoch(len(losses), losses[-1])
+            if not finite:
                 break
     finally:
         step.close()  # frees the graphs' memory before evaluation
@@ -108,17 +132,26 @@ def train(model: AutoEncoder, images: torch.Tensor, cfg: TrialConfig) -> TrainRe
         cfg.compile,
         step.kind,
         step.fallback_error,
+        len(saved["losses"]) if saved else None,
     )
 
 
-def prepare(model: AutoEncoder, images: torch.Tensor, cfg: TrialConfig) -> Training:
-    """cfg's batch source and optimisation step for `model` on its device, ready to train."""
+def prepare(
+    model: AutoEncoder, images: torch.Tensor, cfg: TrialConfig, saved: dict | None = None
+) -> Training:
+    """cfg's batch source and optimisation step for `model` on its device, ready to train; with
+    the optimiser's state and the epoch order's generator from the checkpoint `saved`, restored
+    before any CUDA graph captures them."""
     device = next(model.parameters()).device
     fast_cuda = device.type == "cuda" and cfg.train_loop == "fast"
     if device.type == "cuda":  # process-wide: autotune conv kernels for the fixed batch shapes
         torch.backends.cudnn.benchmark = fast_cuda
-    batches, resident = _batch_source(model, images, cfg)
-    return Training(_make_step(model, cfg, resident, fast_cuda), batches)
+    batches, resident, generator = _batch_source(model, images, cfg)
+    if saved is not None:
+        generator.set_state(saved["rng"]["epochs"])
+    optimizer_state = saved["optimizer"] if saved else None
+    step = _make_step(model, cfg, resident, fast_cuda, optimizer_state)
+    return Training(step, batches, generator)
 
 
 def _make_step(
@@ -126,6 +159,7 @@ def _make_step(
     cfg: TrialConfig,
     resident: torch.Tensor | None,
     fast_cuda: bool,
+    optimizer_state: dict | None = None,
 ) -> EagerStep:
     """One Adam step on the paper's objective (cuda_graph.batch_loss, the only definition of it):
     on the fast loop on CUDA, fused Adam and, if cfg.cuda_graph, one CUDA graph per batch length.
@@ -135,6 +169,9 @@ def _make_step(
     """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = adam(params, learning_rate(0, cfg.epochs, cfg.lr), fused=fast_cuda)
+    if optimizer_state is not None:  # the state only: the groups keep this Adam's settings
+        groups = optimizer.state_dict()["param_groups"]
+        optimizer.load_state_dict({"state": optimizer_state["state"], "param_groups": groups})
     beta = cfg.beta if cfg.model == "vae" else 0.0
     loss_of = batch_loss(model, beta, cfg.precision == "bf16", cfg.bce_reduction)
     if cfg.compile:
@@ -146,9 +183,9 @@ def _make_step(
 
 def _batch_source(
     model: AutoEncoder, images: torch.Tensor, cfg: TrialConfig
-) -> tuple[Batches, torch.Tensor | None]:
-    """The fast or the plain loop (config train_loop), and the images the step gathers from (fast
-    loop only); both draw a seeded permutation per epoch."""
+) -> tuple[Batches, torch.Tensor | None, torch.Generator]:
+    """The fast or the plain loop (config train_loop), the images the step gathers from (fast
+    loop only), and the seeded generator both draw each epoch's permutation from."""
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -162,12 +199,13 @@ def _batch_source(
             pin_memory=cuda,
             persistent_workers=workers > 0,
         )
-        return functools.partial(_loader_batches, loader, device), None
+        return functools.partial(_loader_batches, loader, device), None, generator
     images = images.to(device)
     if cuda:
         model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
-    return functools.partial(_index_batches, len(images), cfg.batch_size, generator), images
+    batches = functools.partial(_index_batches, len(images), cfg.batch_size, generator)
+    return batches, images, generator
 
 
 def _permutation(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -208,3 +246,73 @@ class _EpochPermutation(Sampler):
 def _loader_batches(loader: DataLoader, device: torch.device):
     for x in loader:
         yield x.to(device, non_blocking=True)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+# A checkpoint is the state at the end of an epoch that the next epochs depend on: the model's
+# parameters and buffers, Adam's state, the losses so far (their count is the position in the
+# learning-rate schedule), and every random generator training draws from (the global CPU, CUDA,
+# numpy and Python ones, and the epoch order's). Restored, the remaining epochs run exactly as they
+# would have without the interruption, on the same kind of device.
+
+
+def _checkpoint_due(epochs_done: int, cfg: TrialConfig) -> bool:
+    """Every checkpoint_every epochs, and after the last: a worker lost while scoring then
+    resumes without training again."""
+    return epochs_done % cfg.checkpoint_every == 0 or epochs_done == cfg.epochs
+
+
+def _snapshot(
+    model: AutoEncoder,
+    training: Training,
+    losses: list[float],
+    cfg: TrialConfig,
+    device: torch.device,
+) -> dict:
+    numpy_state = np.random.get_state(legacy=False)
+    rng = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "numpy_key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+        "numpy_rest": [numpy_state["state"]["pos"], numpy_state["has_gauss"], numpy_state["gauss"]],
+        "python": random.getstate(),
+        "epochs": training.generator.get_state(),
+    }
+    return {
+        "trial_id": cfg.trial_id(),
+        "device_type": device.type,
+        "losses": list(losses),
+        "model": model.state_dict(),
+        "optimizer": training.step.optimizer.state_dict(),
+        "rng": rng,
+    }
+
+
+def _resumable(saved: dict | None, cfg: TrialConfig, device: torch.device) -> dict | None:
+    """The checkpoint if this trial can go on from it. One made on another kind of device is
+    not resumed (its generators' states do not transfer, and its numerics differ): the trial
+    starts over, with a warning."""
+    if saved is None:
+        return None
+    if saved["trial_id"] != cfg.trial_id() or not 0 < len(saved["losses"]) <= cfg.epochs:
+        warnings.warn(f"ignoring a checkpoint that is not of trial {cfg.trial_id()}", stacklevel=2)
+        return None
+    if saved["device_type"] != device.type:
+        warnings.warn(
+            f"not resuming from the checkpoint made on {saved['device_type']}: this trial trains "
+            f"on {device.type}, so it starts over",
+            stacklevel=2,
+        )
+        return None
+    return saved
+
+
+def _set_global_rng(rng: dict, device: torch.device) -> None:
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None:
+        torch.cuda.set_rng_state(rng["cuda"], device)
+    pos, has_gauss, gauss = rng["numpy_rest"]
+    key = rng["numpy_key"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", key, pos, has_gauss, gauss))
+    version, internal, gauss_next = rng["python"]
+    random.setstate((version, tuple(internal), gauss_next))

@@ -17,6 +17,7 @@ import platform
 import subprocess
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from PIL import Image
 
 from trainables import features, priors
 from trainables.config import TrialConfig, make_config
-from trainables.data import load_for_config
+from trainables.data import Dataset, load_for_config
 from trainables.models import build_model, count_parameters, reconstruction_loss
 from trainables.schema import RESULT_COLUMNS, SAMPLE_GRID
 from trainables.train import seed_everything, train
@@ -41,14 +42,23 @@ GRID_COLUMNS = 10  # images per row of the sample grid
 GRID_TILE_PX = 32  # smaller images (digits: 8x8) are enlarged to about this, each pixel a square
 
 
-def run_trial(overrides: dict | TrialConfig | None = None) -> dict:
-    """One trial -> one row with every column of RESULT_COLUMNS (None where not reached)."""
+def run_trial(
+    overrides: dict | TrialConfig | None = None,
+    images: Dataset | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> dict:
+    """One trial -> one row with every column of RESULT_COLUMNS (None where not reached).
+
+    images: cfg's dataset, already loaded (the launcher hands every trial its arrays through Ray's
+    object store, so no worker needs a data folder); None loads it from cfg's data root.
+    on_epoch(epochs done, that epoch's training loss): called after each epoch.
+    """
     cfg = make_config(overrides)
     row = new_row(cfg)
     row.update(_provenance(), started_at=_now())
     with phase(row, "wall"):
         try:
-            _execute(cfg, row)
+            _execute(cfg, row, images, on_epoch)
         except Exception as exc:  # a crash is a result too: the study records it and goes on
             error = f"{type(exc).__name__}: {exc}"
             row.update(status="failed", error=error, traceback=traceback_summary(exc))
@@ -70,11 +80,18 @@ def phase(row: dict, name: str):
     row[f"{name}_s"] = (row[f"{name}_s"] or 0.0) + time.perf_counter() - start
 
 
-def _execute(cfg: TrialConfig, row: dict) -> None:
+def _execute(
+    cfg: TrialConfig,
+    row: dict,
+    images: Dataset | None,
+    on_epoch: Callable[[int, float], None] | None,
+) -> None:
     device = resolve_device(cfg.device)
     row["device"] = device_name(device)
     seed_everything(cfg.seed)
-    data = load_for_config(cfg)
+    if images is not None and images.name != cfg.dataset:
+        raise ValueError(f"run_trial: given the images of {images.name}, not of {cfg.dataset}")
+    data = images or load_for_config(cfg)
     train_images = data.train.to(device)
     test_images = data.test.to(device)
     row.update(n_train=len(train_images), n_test=len(test_images))
@@ -85,8 +102,9 @@ def _execute(cfg: TrialConfig, row: dict) -> None:
         decoder_params=count_parameters(model.decoder),
     )
     with phase(row, "train"):
-        result = train(model, train_images, cfg)
+        result = train(model, train_images, cfg, on_epoch)
     row.update(loss_history=result.losses, train_loss=result.losses[-1])
+    row["resumed_from_epoch"] = result.resumed_from_epoch
     row.update(compiled=result.compiled, train_loop=cfg.train_loop)
     row.update(train_step=result.train_step, train_step_error=result.train_step_error)
     if result.diverged_epoch is not None:
