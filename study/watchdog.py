@@ -97,11 +97,15 @@ def watch(launcher_pid: int, pipe: int) -> None:
         _track_tagged(tracked, tag)
     tracked.pop(launcher_pid, None)
     left = _signal_all(tracked, signal.SIGTERM)
-    deadline = time.monotonic() + GRACE_S
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = _signal_all(left, 0)
-    _signal_all(left, signal.SIGKILL)
+    _wait_gone(left, GRACE_S)
+    _wait_gone(_signal_all(left, signal.SIGKILL), GRACE_S)  # exit only once they are gone
+
+
+def _wait_gone(processes: dict[int, str], seconds: float) -> None:
+    """Wait up to `seconds` until none of `processes` runs (a killed process takes a moment)."""
+    deadline = time.monotonic() + seconds
+    while _signal_all(processes, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":

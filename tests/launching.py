@@ -83,3 +83,20 @@ def session_members(sid: int) -> list[int]:
         if int(fields[3]) == sid and fields[0] != "Z":
             members.append(int(stat.parent.name))
     return members
+
+
+def read_by_every_tool(path) -> dict[str, tuple[list[str], list[str]]]:
+    """tool -> (the files it read, the trial_ids of its rows), read the ways the README says."""
+    import duckdb
+    import polars as pl
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(path, format="parquet")
+    query = f"SELECT filename, trial_id FROM read_parquet('{path}/*.parquet', filename = true)"
+    duck = duckdb.sql(query).fetchall()
+    polars = pl.scan_parquet(f"{path}/*.parquet", include_file_paths="file").collect()
+    return {
+        "pyarrow.dataset": (dataset.files, dataset.to_table()["trial_id"].to_pylist()),
+        "duckdb": ([file for file, _ in duck], [trial_id for _, trial_id in duck]),
+        "polars": (polars["file"].to_list(), polars["trial_id"].to_list()),
+    }

@@ -190,7 +190,10 @@ def digits(tmp_path_factory):
 
     cache_dir = tmp_path_factory.mktemp("cache")
     features.clear_extractors()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny network: a second thread's spin-waits only cost on 2 cores
     extractor = features.get_extractor("digits-cnn", CPU, cache_dir)  # trains, saves to cache_dir
+    torch.set_num_threads(threads)
     yield load_dataset("digits", cache_dir, cache_dir), extractor, cache_dir
     features.clear_extractors()
 
