@@ -2,12 +2,13 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from analysis_data import OPTIMUM, bowl, curve_rows, make_row, offset, write_store
 from scipy import stats
 
-from analysis.optimum import find_optima, latent_stats
+from analysis.optimum import find_optima, latent_stats, welch_interval
 from analysis.results import StoreError, load, usable
 
 CURVE = {"dataset": "cifar10", "filters": 64, "model": "dae"}
@@ -131,7 +132,7 @@ def test_neighbours_are_tested_by_welch_as_scipy_computes_it_from_the_replicates
     scipy's Welch test of the minimum's replicates against that neighbour's own."""
     below = [61.0, 55.0, 49.0, 64.0, 52.0, 58.0]  # wide, 6 replicates
     best = [50.0, 50.4, 49.8]  # narrow, 3
-    above = [53.0, 51.5, 56.0, 52.2]  # 4
+    above = [53.0, 51.5]  # 2, the fewest a t-test takes
     rows = [
         *replicate_rows(32, below),
         *replicate_rows(64, best),
@@ -175,3 +176,37 @@ def test_a_trial_stored_twice_counts_once_with_its_latest_row(tmp_path):
     best = optima(loaded).iloc[0]
     assert (best["latent"], best["n"]) == (64, 2)
     assert best["mean"] == pytest.approx((31.5 + 32.0) / 2)  # the bowl is at 40 and above
+
+
+def test_welch_interval_is_scipys_confidence_interval_of_the_difference():
+    """Unequal spreads and counts: scipy's Welch test gives the 95% interval of mean(a) - mean(b)
+    (the Welch-Satterthwaite degrees of freedom) from the raw replicates."""
+    a = [50.0, 50.4, 49.8]
+    b = [61.0, 55.0, 49.0, 64.0, 52.0, 58.0]
+
+    def side(values):
+        return {"mean": np.mean(values), "std": np.std(values, ddof=1), "n": len(values)}
+
+    low, high = welch_interval(side(a), side(b))
+    expected = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (low, high) == pytest.approx((expected.low, expected.high), rel=1e-9)
+    one = {"mean": 50.0, "std": np.nan, "n": 1}  # a single replicate has no spread to use
+    assert np.isnan(welch_interval(side(a), one)).all()
+    flat = {"mean": 3.0, "std": 0.0, "n": 3}
+    assert welch_interval(flat, {**flat, "mean": 1.0}) == (2.0, 2.0)  # no spread: the point
+
+
+def test_a_fit_whose_vertex_lies_beyond_the_measured_minimum_is_kept():
+    """The minimum at the second largest of six sizes: the window is the last five, and the vertex
+    of the parabola (at 2^8.3, about 315) lies between the last two fitted sizes, inside the
+    window."""
+    latents = (16, 32, 64, 128, 256, 512)
+    vertex = 8.3
+    rows = [
+        make_row({**CURVE, "latent": latent}, mvg=(np.log2(latent) - vertex) ** 2 + 10.0)
+        for latent in latents
+    ]
+    best = optima(rows).iloc[0]
+    assert best["latent"] == 256 and best["fit_note"] == "quadratic over 32-512"
+    assert best["fit_latent"] == pytest.approx(2**vertex, rel=1e-9)
+    assert best["fit_score"] == pytest.approx(10.0, rel=1e-9)

@@ -216,6 +216,7 @@ def test_train_r_and_test_r_reconstruct_the_right_images(tmp_path, monkeypatch):
     row = run_trial({**config, "cache_dir": str(tmp_path)})
     assert row["status"] == "ok", row["traceback"]
     assert scored["tf32"] is False  # TF32 stays off in scoring unless score_tf32
+    assert row["fid"] is False and row["n_reference"] == row["n_scored"] == 6  # not Inception
 
     (reference,) = references
     assert len(reference) == 6 and reference.min() >= 192  # test images, none twice
