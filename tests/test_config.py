@@ -194,6 +194,12 @@ def test_every_integer_field_has_a_maximum_that_int64_holds():
     assert dataclasses.asdict(largest)["n_samples"] == INT_MAXIMA["n_samples"]
 
 
+def test_the_smallest_values_that_can_train_are_accepted():
+    """The bounds are inclusive: batch norm trains on 2 images, and a seed may be 0."""
+    cfg = make_config({"batch_size": 2, "seed": 0, "epochs": 1, "latent": 1, "depth": 1})
+    assert (cfg.batch_size, cfg.seed, cfg.epochs, cfg.latent) == (2, 0, 1, 1)
+
+
 def test_float_fields_take_zero_and_float32s_normal_range():
     assert make_config({"noise_std": 0}).noise_std == 0.0
     assert make_config({"lr": 1e-30}).lr == 1e-30
