@@ -58,25 +58,28 @@ def write_cifar10_fixture(
 
 
 def write_celeba_fixture(
-    root: Path, n_train: int = 12, n_valid: int = 3, n_test: int = 6, seed: int = 0
+    root: Path, n_train: int = 12, n_valid: int = 3, n_test: int = 6, seed: int = 0, images=None
 ) -> Path:
     """ROOT/celeba/img_align_celeba/NNNNNN.jpg (178x218, the aligned size) and
-    list_eval_partition.txt."""
+    list_eval_partition.txt; or, given `images` (uint8 (n_train + n_valid + n_test, 218, 178, 3)),
+    those pixels exactly, as NNNNNN.png (the reader takes the names the partition file lists)."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     folder = Path(root) / "celeba"
-    images = folder / "img_align_celeba"
-    images.mkdir(parents=True, exist_ok=True)
+    (folder / "img_align_celeba").mkdir(parents=True, exist_ok=True)
     lines = []
     partitions = [0] * n_train + [1] * n_valid + [2] * n_test
     for i, part in enumerate(partitions, start=1):
-        name = f"{i:06d}.jpg"
-        # smooth colour blocks + a little noise: compresses like a photo, decodes fast
-        blocks = rng.integers(0, 256, (7, 6, 3), dtype=np.uint8)
-        pixels = np.kron(blocks, np.ones((32, 32, 1), dtype=np.uint8))[:218, :178]
-        pixels = np.clip(pixels + rng.integers(-8, 9, pixels.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(pixels, "RGB").save(images / name, quality=90)
+        name = f"{i:06d}.jpg" if images is None else f"{i:06d}.png"
+        if images is None:
+            # smooth colour blocks + a little noise: compresses like a photo, decodes fast
+            blocks = rng.integers(0, 256, (7, 6, 3), dtype=np.uint8)
+            pixels = np.kron(blocks, np.ones((32, 32, 1), dtype=np.uint8))[:218, :178]
+            pixels = np.clip(pixels + rng.integers(-8, 9, pixels.shape), 0, 255).astype(np.uint8)
+        else:
+            pixels = np.asarray(images[i - 1], dtype=np.uint8)
+        Image.fromarray(pixels, "RGB").save(folder / "img_align_celeba" / name, quality=90)
         lines.append(f"{name} {part}")
     (folder / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
     return Path(root)

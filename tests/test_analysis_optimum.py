@@ -2,11 +2,13 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
-from analysis_data import OPTIMUM, curve_rows, make_row, offset, write_store
+from analysis_data import OPTIMUM, bowl, curve_rows, make_row, offset, write_store
+from scipy import stats
 
-from analysis.optimum import find_optima, latent_stats
+from analysis.optimum import find_optima, latent_stats, welch_interval
 from analysis.results import StoreError, load, usable
 
 CURVE = {"dataset": "cifar10", "filters": 64, "model": "dae"}
@@ -116,3 +118,95 @@ def test_load_says_what_is_wrong_with_a_store(tmp_path):
     pd.DataFrame([{"trial_id": "x", "status": "ok"}]).to_parquet(tmp_path / "old.parquet")
     with pytest.raises(StoreError, match="lacks the columns dataset"):
         load(tmp_path / "old.parquet")
+
+
+def replicate_rows(latent: int, scores) -> list[dict]:
+    return [
+        make_row({**CURVE, "latent": latent, "seed": seed}, mvg=score)
+        for seed, score in enumerate(scores)
+    ]
+
+
+def test_neighbours_are_tested_by_welch_as_scipy_computes_it_from_the_replicates():
+    """Unequal spreads and counts on each side, where Welch's p and Student's differ: each p is
+    scipy's Welch test of the minimum's replicates against that neighbour's own."""
+    below = [61.0, 55.0, 49.0, 64.0, 52.0, 58.0]  # wide, 6 replicates
+    best = [50.0, 50.4, 49.8]  # narrow, 3
+    above = [53.0, 51.5]  # 2, the fewest a t-test takes
+    rows = [
+        *replicate_rows(32, below),
+        *replicate_rows(64, best),
+        *replicate_rows(128, above),
+        *replicate_rows(256, [70.0, 71.0]),
+    ]
+    table = optima(rows).iloc[0]
+    assert table["latent"] == 64
+    for side, neighbour in (("p_below", below), ("p_above", above)):
+        welch = stats.ttest_ind(best, neighbour, equal_var=False).pvalue
+        student = stats.ttest_ind(best, neighbour, equal_var=True).pvalue
+        assert table[side] == pytest.approx(welch, rel=1e-9), side
+        assert abs(welch - student) > 0.01 * welch, side  # the two tests disagree here
+    assert abs(table["p_below"] - table["p_above"]) > 0.01  # the neighbours are told apart
+    assert table["distinguishable"] == (table["p_below"] < 0.05 and table["p_above"] < 0.05)
+
+
+def test_the_fit_window_is_centred_on_the_measured_minimum():
+    """A lopsided curve: the five sizes around the minimum (32..512) lie on a parabola in log2 with
+    its vertex at 96; the sizes beyond lie far off it (a steep wall on one side, a shelf on the
+    other). Only the centred window recovers 96; one shifted either way takes in a point off the
+    parabola and moves the vertex."""
+    latents = (8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+    parabola = {latent: bowl(latent, CURVE) for latent in latents}
+    scores = {**parabola, 8: parabola[8] + 50.0, 16: parabola[16] + 30.0, 1024: parabola[32]}
+    scores[2048] = parabola[16]
+    rows = [make_row({**CURVE, "latent": latent}, mvg=scores[latent]) for latent in latents]
+    best = optima(rows).iloc[0]
+    assert best["latent"] == 128 and best["fit_note"] == "quadratic over 32-512"
+    assert best["fit_latent"] == pytest.approx(OPTIMUM, rel=1e-9)
+    assert best["fit_score"] == pytest.approx(offset(CURVE), rel=1e-9)
+
+
+def test_a_trial_stored_twice_counts_once_with_its_latest_row(tmp_path):
+    """The store may hold two rows of one trial_id (a rerun's row beside the first, e.g. copied in
+    from another machine): the analysis keeps only the later one, at the curve's minimum too."""
+    rows = [*replicate_rows(64, [30.0, 32.0]), *curve_rows([CURVE], latents=(16, 32, 128, 256))]
+    rerun = {**rows[0], "fd_mvg": 31.5, "started_at": "2024-02-01T00:00:00+00:00"}
+    loaded = load(write_store([rows[0], rerun, *rows[1:]], tmp_path / "results.parquet"))
+    assert (loaded["trial_id"] == rows[0]["trial_id"]).sum() == 2
+    best = optima(loaded).iloc[0]
+    assert (best["latent"], best["n"]) == (64, 2)
+    assert best["mean"] == pytest.approx((31.5 + 32.0) / 2)  # the bowl is at 40 and above
+
+
+def test_welch_interval_is_scipys_confidence_interval_of_the_difference():
+    """Unequal spreads and counts: scipy's Welch test gives the 95% interval of mean(a) - mean(b)
+    (the Welch-Satterthwaite degrees of freedom) from the raw replicates."""
+    a = [50.0, 50.4, 49.8]
+    b = [61.0, 55.0, 49.0, 64.0, 52.0, 58.0]
+
+    def side(values):
+        return {"mean": np.mean(values), "std": np.std(values, ddof=1), "n": len(values)}
+
+    low, high = welch_interval(side(a), side(b))
+    expected = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (low, high) == pytest.approx((expected.low, expected.high), rel=1e-9)
+    one = {"mean": 50.0, "std": np.nan, "n": 1}  # a single replicate has no spread to use
+    assert np.isnan(welch_interval(side(a), one)).all()
+    flat = {"mean": 3.0, "std": 0.0, "n": 3}
+    assert welch_interval(flat, {**flat, "mean": 1.0}) == (2.0, 2.0)  # no spread: the point
+
+
+def test_a_fit_whose_vertex_lies_beyond_the_measured_minimum_is_kept():
+    """The minimum at the second largest of six sizes: the window is the last five, and the vertex
+    of the parabola (at 2^8.3, about 315) lies between the last two fitted sizes, inside the
+    window."""
+    latents = (16, 32, 64, 128, 256, 512)
+    vertex = 8.3
+    rows = [
+        make_row({**CURVE, "latent": latent}, mvg=(np.log2(latent) - vertex) ** 2 + 10.0)
+        for latent in latents
+    ]
+    best = optima(rows).iloc[0]
+    assert best["latent"] == 256 and best["fit_note"] == "quadratic over 32-512"
+    assert best["fit_latent"] == pytest.approx(2**vertex, rel=1e-9)
+    assert best["fit_score"] == pytest.approx(10.0, rel=1e-9)

@@ -182,7 +182,7 @@ def test_config_is_frozen_and_replace_revalidates():
     assert cfg.replace(latent=64).latent == 64
     with pytest.raises(ValueError, match="latent"):
         cfg.replace(latent=-1)
-    assert isinstance(cfg, TrialConfig)
+    assert cfg.latent == TrialConfig().latent  # replace made a new config, this one unchanged
 
 
 def test_every_integer_field_has_a_maximum_that_int64_holds():
@@ -192,6 +192,12 @@ def test_every_integer_field_has_a_maximum_that_int64_holds():
     assert all(0 < maximum < np.iinfo(np.int64).max for maximum in INT_MAXIMA.values())
     largest = make_config({**INT_MAXIMA, "filters": 4096})  # the maxima themselves are accepted
     assert dataclasses.asdict(largest)["n_samples"] == INT_MAXIMA["n_samples"]
+
+
+def test_the_smallest_values_that_can_train_are_accepted():
+    """The bounds are inclusive: batch norm trains on 2 images, and a seed may be 0."""
+    cfg = make_config({"batch_size": 2, "seed": 0, "epochs": 1, "latent": 1, "depth": 1})
+    assert (cfg.batch_size, cfg.seed, cfg.epochs, cfg.latent) == (2, 0, 1, 1)
 
 
 def test_float_fields_take_zero_and_float32s_normal_range():

@@ -1,5 +1,6 @@
 """The dataset readers on tiny fixtures in the real on-disk formats (no network)."""
 
+import dataclasses
 import os
 import pickle
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from fixtures import write_celeba_fixture, write_cifar10_fixture
 from PIL import Image
 
@@ -199,11 +201,25 @@ def test_partial_cifar_folder_names_the_missing_file(tmp_path):
         data.check_available("cifar10", root)
 
 
-def test_download_exists_and_rejects_unknown_names(tmp_path):
-    assert callable(data.download)
-    data.download("digits", tmp_path)  # bundled: nothing to fetch
+def test_download_fetches_into_the_root_and_rejects_unknown_names(tmp_path, monkeypatch):
+    """The dataset's own fetch runs on the root, created first; a bundled dataset writes nothing;
+    a failed fetch says where to put the files by hand."""
+    fetched = []
+    spec = data.DATASETS["cifar10"]
+    monkeypatch.setitem(data.DATASETS, "cifar10", dataclasses.replace(spec, fetch=fetched.append))
+    data.download("cifar10", tmp_path / "root")
+    assert fetched == [tmp_path / "root"] and fetched[0].is_dir()
+    data.download("digits", tmp_path / "bundled")  # bundled: nothing to fetch
+    assert not (tmp_path / "bundled").exists()
     with pytest.raises(ValueError, match="unknown dataset"):
         data.download("mnist", tmp_path)
+
+    def refused(root):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setitem(data.DATASETS, "cifar10", dataclasses.replace(spec, fetch=refused))
+    with pytest.raises(data.DatasetMissing, match="no route to host.*\n.*by hand"):
+        data.download("cifar10", tmp_path / "root")
 
 
 def test_image_shapes_match_loaded_data(tmp_path):
@@ -223,3 +239,29 @@ def test_the_dataset_table_loads_without_torch():
         [sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_celeba_is_centre_cropped_to_140_then_scaled_bilinearly(tmp_path):
+    """Noise images stored losslessly: each loaded image is the centre 140x140 of its source (rows
+    39..178, columns 19..158 of 218x178) scaled to 64x64 by an antialiased bilinear filter, which
+    torch's interpolate computes independently of PIL (in float, where PIL rounds in fixed point:
+    one grey level apart at most). Nearest-neighbour scaling, or a crop one pixel off, lands tens of
+    levels away on noise."""
+    rng = np.random.default_rng(0)
+    sources = rng.integers(0, 256, (3, 218, 178, 3), dtype=np.uint8)
+    root = write_celeba_fixture(tmp_path / "data", 2, 0, 1, images=sources)
+    ds = data.load_dataset("celeba", root, tmp_path / "cache", verify=False)
+    loaded = torch.cat([ds.train, ds.test]).float()
+
+    def scaled(top: int, left: int, mode: str) -> torch.Tensor:
+        crops = torch.from_numpy(sources[:, top : top + 140, left : left + 140]).permute(0, 3, 1, 2)
+        smooth = {"antialias": True} if mode == "bilinear" else {}
+        return F.interpolate(crops.float(), size=(64, 64), mode=mode, **smooth).round()
+
+    assert (loaded - scaled(39, 19, "bilinear")).abs().max() <= 1
+    for wrong in (
+        scaled(39, 19, "nearest"),
+        scaled(40, 19, "bilinear"),
+        scaled(39, 20, "bilinear"),
+    ):
+        assert (loaded - wrong).abs().max() > 10

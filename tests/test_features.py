@@ -1,6 +1,7 @@
 """The feature networks on CPU with tiny inputs: the FID weights lookup, the Inception network
 against pytorch-fid's own, the digits-cnn, and the reference-statistics cache."""
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from fixtures import torchscript_archive
 from pytorch_fid.inception import FID_WEIGHTS_URL
 
-from benchmarks.scoring import pytorch_fid_distance, sqrtm_failure
+from benchmarks.scoring import sqrtm_failure
 from trainables import digits_cnn, features
 from trainables.frechet import frechet_distance, moments
 
@@ -331,17 +332,73 @@ def test_the_scoring_benchmark_knows_when_pytorch_fids_distance_cannot_run(monke
     assert "disp" in sqrtm_failure() and "fails on scipy" in sqrtm_failure()
 
 
+class PytorchFidModel(torch.nn.Module):
+    """The digits-cnn as pytorch-fid's get_activations calls a model: it reads image files as RGB
+    and takes model(batch)[0] as (N, dims, 1, 1) activations; the digits are grey, so one channel
+    of the three it makes is the image."""
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.network(x[:, :1])[:, :, None, None]]
+
+
 @pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
 @pytest.mark.filterwarnings("ignore:Matrix is singular")  # digits-cnn has dead ReLU units
-def test_score_matches_pytorch_fids_own_path(digits):
-    """Batched on-device features + eigh trace == pytorch-fid's path (host DataLoader at batch 50
-    + scipy sqrtm, benchmarks/scoring.py), within 1e-3."""
+def test_score_matches_pytorch_fids_own_code(digits, tmp_path):
+    """pytorch-fid end to end: the images written as PNG files, read back, batched and passed
+    through the network by its get_activations, its statistics and its sqrtm distance; only the
+    network is ours. The float32 features differ by summation order (other batch sizes), ~1e-7
+    relative, and the two matrix square roots agree to ~1e-14 (test_frechet.py): the distances
+    agree to 4e-7 relative, as the README says (here, where CPU batches of 50 and 250 give the same
+    features, to ~1e-11)."""
+    from PIL import Image
+    from pytorch_fid.fid_score import calculate_activation_statistics, calculate_frechet_distance
+
     if sqrtm_failure():  # scipy >= 1.18 removed the argument pytorch-fid 0.3.0 passes
         pytest.skip(sqrtm_failure())
     data, extractor, cache_dir = digits
     ref = features.reference_stats("digits", data.test, extractor, cache_dir)
-    images = data.train[:700].float() / 255
+    images = data.train[:700]
+    files = []
+    for i, image in enumerate(images):
+        files.append(tmp_path / f"{i:03d}.png")
+        Image.fromarray(image[0].numpy(), "L").save(files[-1])
+    mu, sigma = calculate_activation_statistics(
+        files, PytorchFidModel(extractor.network), dims=64, num_workers=0
+    )
+    theirs = calculate_frechet_distance(mu, sigma, *ref)
     ours = features.score(images, extractor, ref)
-    theirs = pytorch_fid_distance(images, extractor, ref)
-    assert ours == pytest.approx(theirs, abs=1e-3)
+    assert ours == pytest.approx(theirs, rel=4e-7)
     assert ours > 0.01  # not two zeros
+
+
+class TF32Recorder(torch.nn.Module):
+    """Wraps a feature network and notes cuDNN's TF32 switch at each of its forward calls."""
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+        self.seen: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(torch.backends.cudnn.allow_tf32)
+        return self.network(x)
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_the_network_runs_with_tf32_only_if_asked_and_the_switch_is_restored(
+    digits, monkeypatch, tf32
+):
+    """PyTorch's process-wide default lets cuDNN use TF32; scoring sets the extractor's choice for
+    its forward calls, and puts the default back after."""
+    data, extractor, _ = digits
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    recorder = TF32Recorder(extractor.network)
+    scorer = dataclasses.replace(extractor, network=recorder, tf32=tf32)
+    reference = (np.zeros(64), np.eye(64))
+    features.score_sets({"a": data.test[:20], "b": data.test[20:40]}, scorer, reference)
+    assert recorder.seen == [tf32, tf32]  # a batch per set (on CPU, unpadded)
+    assert torch.backends.cudnn.allow_tf32 is True

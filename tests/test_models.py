@@ -54,18 +54,82 @@ def test_depth_repeats_convs_with_the_strided_one_last():
     assert count_parameters(model) > count_parameters(build_model(tiny()))
 
 
-def test_vae_encodes_with_its_mean_and_samples_in_training():
-    torch.manual_seed(0)
+class FixedStats(torch.nn.Module):
+    """An encoder that ignores its images and outputs one known mean and log-variance per image."""
+
+    def __init__(self, mean: torch.Tensor, logvar: torch.Tensor):
+        super().__init__()
+        self.register_buffer("stats", torch.cat([mean, logvar]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stats.expand(len(x), -1)
+
+
+class RecordingDecoder(torch.nn.Module):
+    """A decoder that keeps the codes it is given and returns zero logits of the images' shape."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = shape
+        self.codes: list[torch.Tensor] = []
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.codes.append(z.detach().clone())
+        return torch.zeros(len(z), *self.shape)
+
+
+def vae_with_known_code(mean, logvar):
+    """A tiny VAE whose encoder outputs (mean, logvar) and whose decoder records its input."""
     model = build_model(tiny(model="vae"))
-    x = torch.rand(4, 3, 32, 32)
+    model.encoder = FixedStats(torch.as_tensor(mean), torch.as_tensor(logvar))
+    model.decoder = RecordingDecoder((3, 32, 32))
+    return model
+
+
+def test_vae_kl_is_the_closed_form_kl_of_its_gaussian_to_the_standard_normal():
+    """KL(N(m, s^2) || N(0, 1)) = (m^2 + s^2 - 1) / 2 - log s, per dimension, summed; checked
+    against torch.distributions and a hand-computed case (m = 1, s^2 = e: (1 + e - 1 - 1) / 2)."""
+    mean = torch.tensor([1.0, -0.5, 0.0, 2.0, 0.3, -1.2, 0.7, 0.0])
+    logvar = torch.tensor([1.0, -1.0, 0.0, 0.5, -2.0, 0.2, 1.5, -0.3])
+    model = vae_with_known_code(mean, logvar).eval()
+    _, kl = model(torch.rand(3, 3, 32, 32))
+    expected = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mean, (0.5 * logvar).exp()), torch.distributions.Normal(0.0, 1.0)
+    ).sum()
+    assert torch.allclose(kl, expected.expand(3), rtol=1e-6)
+    _, one = vae_with_known_code(torch.ones(8), torch.ones(8)).eval()(torch.rand(1, 3, 32, 32))
+    assert one.item() == pytest.approx(8 * (math.e - 1) / 2, rel=1e-6)
+
+
+def test_reparameterised_codes_spread_by_the_standard_deviation():
+    """logvar = log 4: the codes the decoder gets in training have std 2 (not the variance 4) around
+    the mean. 1,024 images x 8 dimensions = 8,192 draws: the sample std's standard error is
+    2 / sqrt(2 * 8192) = 0.016 and the mean's 2 / sqrt(8192) = 0.022; allowed 5 of each."""
+    torch.manual_seed(0)
+    mean = torch.linspace(-1, 1, 8)
+    model = vae_with_known_code(mean, torch.full((8,), math.log(4.0))).train()
+    model(torch.rand(1024, 3, 32, 32))
+    noise = model.decoder.codes[0] - mean
+    assert noise.std().item() == pytest.approx(2.0, abs=5 * 0.016)
+    assert noise.mean().item() == pytest.approx(0.0, abs=5 * 0.022)
     model.eval()
-    assert torch.equal(model.encode(x), model.encode(x))
-    _, kl = model(x)
-    assert kl.shape == (4,) and (kl >= 0).all()
+    model(torch.rand(4, 3, 32, 32))
+    assert torch.equal(model.decoder.codes[1], mean.expand(4, -1))  # no sampling in eval mode
+
+
+def test_vae_encodes_with_its_mean_not_its_log_variance():
+    """encode gives the first half of the encoder's output (the mean), every time, in eval mode."""
+    torch.manual_seed(0)
+    model = build_model(tiny(model="vae")).eval()
+    x = torch.rand(4, 3, 32, 32)
+    stats = model.encoder(x)
+    assert stats.shape == (4, 16)
+    assert torch.equal(model.encode(x), stats[:, :8])
+    assert not torch.allclose(stats[:, :8], stats[:, 8:])  # the halves differ: the check can fail
     model.train()
     a, _ = model(x)
     b, _ = model(x)
-    assert not torch.allclose(a, b)  # reparameterised sample differs per call
+    assert not torch.allclose(a, b)  # training draws a new reparameterised sample per call
 
 
 def test_dae_has_no_kl():
@@ -213,3 +277,33 @@ def test_batch_norm_defaults_are_keras_for_the_paper_datasets_and_pytorch_for_di
         model = build_model(tiny(dataset=dataset))
         constants = {(m.momentum, m.eps) for m in model.modules() if isinstance(m, BATCH_NORMS)}
         assert constants == {expected}, dataset
+
+
+def glorot_variance(weight: torch.Tensor) -> float:
+    """Glorot-uniform's U(-a, a), a = sqrt(6 / (fan_in + fan_out)), has variance a^2 / 3."""
+    fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(weight)
+    return 2 / (fan_in + fan_out)
+
+
+def test_layers_start_glorot_uniform_with_zero_biases_as_in_keras():
+    """Every conv, transposed conv and linear layer. The sample variance of n uniform draws has
+    relative standard error sqrt(0.8 / n) (fourth moment a^4 / 5 against variance a^2 / 3): allowed
+    5 of them. PyTorch's own init (variance 1 / (3 fan_in), biases nonzero) is outside for each."""
+    torch.manual_seed(0)
+    model = build_model(tiny())
+    layers = [
+        m
+        for m in model.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))
+    ]
+    assert len(layers) == 4 + 1 + 2 + 1 + 1  # encoder convs, latent layer, upconvs, out, linear
+    for layer in layers:
+        weight = layer.weight.detach().double()
+        n = weight.numel()
+        expected = glorot_variance(weight)
+        assert weight.var().item() == pytest.approx(expected, rel=5 * math.sqrt(0.8 / n)), layer
+        assert weight.abs().max().item() <= math.sqrt(3 * expected) * (1 + 1e-6)
+        assert torch.equal(layer.bias, torch.zeros_like(layer.bias)), layer
+    # the decoder's linear layer, 8 -> 65,536: half a million draws, so 0.6% allowed (PyTorch's
+    # init would give it 1,300 times Glorot's variance)
+    assert model.decoder.linear.weight.numel() == 8 * 8 * 8 * 1024

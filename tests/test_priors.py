@@ -116,12 +116,22 @@ def curved_codes():
     return codes[:4000], codes[4000:]
 
 
-def test_torch_gmm_is_scikit_learns_fit(curved_codes):
+def test_torch_gmm_is_scikit_learns_fit(curved_codes, monkeypatch):
     """Same k-means start, same EM in float64: held-out log-likelihood equal to 1e-9 (observed
-    ~1e-15)."""
+    ~1e-15). The torch EM is spied on: it, and only it, fits the torch backend's GMM."""
     train, held_out = curved_codes
+    fitted_by_torch = []
+    fit_gmm_torch = priors.fit_gmm_torch
+
+    def spy(model, codes, device):
+        fitted_by_torch.append(model)
+        return fit_gmm_torch(model, codes, device)
+
+    monkeypatch.setattr(priors, "fit_gmm_torch", spy)
     ref = priors.fit_gmm(train, components=5, seed=0, backend="sklearn")
+    assert fitted_by_torch == []
     fit = priors.fit_gmm(train, components=5, seed=0, backend="torch")
+    assert fitted_by_torch == [fit.model]
     assert (ref.backend, fit.backend) == ("sklearn", "torch")
     assert fit.n_iter == ref.n_iter > 10 and fit.converged and ref.converged
     assert fit.model.score(held_out) == pytest.approx(ref.model.score(held_out), rel=1e-9)

@@ -54,3 +54,10 @@ def test_a_readme_block_runs(workdir, block):
         [sys.executable, "-c", block], cwd=root, env=env, capture_output=True, timeout=300
     )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    """The README's second set-up line is what CI runs: a change to one must reach the other."""
+    first_block = re.search(r"^```bash\n(.*?)^```", (REPO / "README.md").read_text(), re.M | re.S)
+    readme_test_line = first_block.group(1).splitlines()[1]
+    assert (REPO / ".ci" / "run").read_text().splitlines()[-1] == readme_test_line

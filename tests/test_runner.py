@@ -220,3 +220,24 @@ def test_only_a_trial_given_a_gpu_is_held_to_cuda():
     assert runner.on_given_gpu(auto, []) == auto  # CPU trials keep auto
     for explicit in ("cpu", "cuda:0"):  # what the user asked for stands
         assert runner.on_given_gpu({"device": explicit}, ["0"])["device"] == explicit
+
+
+def search_suggestions(tmp_path, monkeypatch, seed: int, n: int = 8) -> list[int]:
+    """The latents the launcher's Optuna search would try first on a curve of seed `seed` (empty
+    store, nothing measured): its searcher, caught on its way to Tune, asked n times."""
+    caught = {}
+    monkeypatch.setattr(runner, "_fit", lambda *args, **kwargs: caught.update(kwargs))
+    curve = [CFG.replace(latent=latent, seed=seed) for latent in (4, 8, 16, 32, 64)]
+    store = ResultStore(tmp_path / f"results-{seed}-{len(list(tmp_path.iterdir()))}.parquet")
+    runner._run_search(store, "g", curve, runner.Resources(1, 0.0, None), n, "fd_mvg")
+    searcher = caught["search_alg"]
+    return [searcher.suggest(f"trial-{i}")["latent"] for i in range(n)]
+
+
+def test_the_optuna_search_is_seeded_by_the_replicate(tmp_path, monkeypatch):
+    """Two searches of one curve and seed try the same latents in the same order; another seed
+    tries others (eight draws over 4..64 coinciding by chance is vanishingly unlikely)."""
+    first = search_suggestions(tmp_path, monkeypatch, seed=0)
+    assert all(4 <= latent <= 64 for latent in first)
+    assert search_suggestions(tmp_path, monkeypatch, seed=0) == first
+    assert search_suggestions(tmp_path, monkeypatch, seed=1) != first

@@ -368,3 +368,37 @@ def test_a_rows_sample_grid_is_a_file_of_its_own_that_no_reader_takes_for_a_row(
     assert pd.isna(rows.loc[8, "samples_png"])
     assert (path / rows.loc[4, "samples_png"]).read_bytes() == b"ok trial's png"
     assert [file.name for file in (path / SAMPLES).iterdir()] == [f"{trial_id}.png"]
+
+
+def test_a_row_is_on_disk_before_its_file_is_renamed_into_place(tmp_path, monkeypatch):
+    """os.fsync and os.replace spied: the file renamed onto the trial's part (a first row and a
+    rerun's replacement alike) was fsynced first, while open, with the whole row in it: a crash
+    after the rename cannot leave an empty or partial part, which a rename alone would allow."""
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd):
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        events.append(("fsync", path, pq.read_table(path).num_rows))
+        fsync(fd)
+
+    def spy_replace(source, target):
+        events.append(("replace", Path(source), Path(target)))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    store = ResultStore(tmp_path / "results.parquet")
+    row = make_row(4)
+    part = store.write({**row, "status": "failed"})
+    store.write({**row, "status": "ok", "fd_mvg": 1.0})
+    renames = [i for i, event in enumerate(events) if event[0] == "replace" and event[2] == part]
+    assert len(renames) == 2
+    for rename in renames:  # since the rename before it, the renamed file was fsynced, whole
+        source = events[rename][1]
+        before = max(
+            [i for i, event in enumerate(events[:rename]) if event[0] == "replace"] or [-1]
+        )
+        synced = [event for event in events[before + 1 : rename] if event[:2] == ("fsync", source)]
+        assert synced and synced[-1][2] == 1
+    assert pd.read_parquet(part)["fd_mvg"].tolist() == [1.0]

@@ -214,7 +214,15 @@ def test_set_lr_changes_a_tensor_learning_rate_in_place():
 
 @pytest.mark.parametrize(
     "n_images, expected",
-    [(72, [16, 16, 16, 16, 8]), (65, [16, 16, 16, 16]), (64, [16] * 4), (10, [10]), (1, [])],
+    [
+        (72, [16, 16, 16, 16, 8]),
+        (66, [16, 16, 16, 16, 2]),  # the smallest batch that batch norm trains on
+        (65, [16, 16, 16, 16]),
+        (64, [16] * 4),
+        (10, [10]),
+        (2, [2]),
+        (1, []),
+    ],
 )
 def test_batch_lengths_keep_the_last_partial_batch_unless_it_is_one_image(n_images, expected):
     assert batch_lengths(n_images, 16) == expected

@@ -3,13 +3,16 @@
 import io
 import math
 
+import numpy as np
 import pytest
 import torch
 from fixtures import write_celeba_fixture, write_cifar10_fixture
 from PIL import Image
 
-from trainables import features
+from trainables import features, trial
 from trainables.config import make_config
+from trainables.data import Dataset
+from trainables.digits_cnn import DIGITS_CNN_FILE, DigitsCNN
 from trainables.schema import RESULT_COLUMNS, SAMPLE_GRID, SCORED_SETS
 from trainables.trial import GRID_COLUMNS, run_trial
 
@@ -168,3 +171,75 @@ def test_missing_dataset_is_a_failed_row_naming_the_path(tmp_path):
 def test_bad_config_raises_before_any_work():
     with pytest.raises(ValueError, match="latnet"):
         run_trial({"dataset": "digits", "latnet": 8})
+
+
+def largest_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(len(a), len(b)): the largest absolute difference between each row of a and each of b."""
+    return (a[:, None] - b[None]).abs().amax(dim=-1)
+
+
+def test_train_r_and_test_r_reconstruct_the_right_images(tmp_path, monkeypatch):
+    """Digits-shaped data whose training images are dark (pixels < 64) and test images bright
+    (>= 192). The reference set is bright test images, each one of the data's; Test R decodes, image
+    by image, the trained model's codes of exactly those; Train R the codes of training images only.
+    Each scored set is caught on its way into features.score_sets, and the codes it was decoded
+    from on their way into trial._decode; the trained model (in eval mode after the trial) encodes
+    every image again for comparison. Scored in an untrained digits-cnn's features (any features
+    serve here)."""
+    rng = np.random.default_rng(0)
+    train = torch.from_numpy(rng.integers(0, 64, (40, 1, 32, 32), dtype=np.uint8))
+    test = torch.from_numpy(rng.integers(192, 256, (10, 1, 32, 32), dtype=np.uint8))
+    monkeypatch.setattr(trial, "load_for_config", lambda cfg: Dataset("digits", train, test))
+    torch.manual_seed(0)
+    torch.save(DigitsCNN().state_dict(), tmp_path / DIGITS_CNN_FILE)
+    models, decoded, scored, references = [], {}, {}, []
+    build, decode = trial.build_model, trial._decode
+    score_sets, reference_stats = features.score_sets, features.reference_stats
+
+    def spy_build(cfg):
+        models.append(build(cfg))
+        return models[-1]
+
+    def spy_decode(model, codes):
+        images = decode(model, codes)
+        decoded[id(images)] = codes.clone()
+        return images
+
+    def spy_scores(sets, extractor, ref_stats):
+        scored.update({name: decoded[id(images)] for name, images in sets.items()})
+        scored["tf32"] = extractor.tf32
+        return score_sets(sets, extractor, ref_stats)
+
+    def spy_reference(dataset, images, extractor, cache_dir):
+        references.append(images.clone())
+        return reference_stats(dataset, images, extractor, cache_dir)
+
+    for name, spy in (("build_model", spy_build), ("_decode", spy_decode)):
+        monkeypatch.setattr(trial, name, spy)
+    monkeypatch.setattr(features, "score_sets", spy_scores)
+    monkeypatch.setattr(features, "reference_stats", spy_reference)
+    config = {"dataset": "digits", **TINY, "epochs": 1, "n_samples": 6}
+    row = run_trial({**config, "cache_dir": str(tmp_path)})
+    assert row["status"] == "ok", row["traceback"]
+    assert scored["tf32"] is False  # TF32 stays off in scoring unless score_tf32
+    assert row["fid"] is False and row["n_reference"] == row["n_scored"] == 6  # not Inception
+
+    (reference,) = references
+    assert len(reference) == 6 and reference.min() >= 192  # test images, none twice
+    as_rows = test.flatten(1)
+    matches = [(as_rows == image.flatten()).all(dim=1).nonzero().flatten() for image in reference]
+    assert all(len(m) == 1 for m in matches) and len({int(m) for m in matches}) == 6
+
+    with torch.no_grad():
+        codes = models[0].encode(torch.cat([train, test]).float() / 255)
+        of_reference = models[0].encode(reference.float() / 255)
+    # an image's code recomputed in a batch of another size: equal to float32 round-off of the
+    # codes' size (1e-6 of it allowed), while any two images' codes differ by far more (1e-3)
+    atol = 1e-6 * codes.abs().max().item()
+    gaps = largest_difference(codes, codes) + torch.eye(50) * 1e9
+    assert gaps.min() > 1e-3 * codes.abs().max()
+    assert largest_difference(scored["test_recon"], of_reference).diagonal().max() < atol
+    nearest = largest_difference(scored["train_recon"], codes).min(dim=1)
+    assert (nearest.values < atol).all() and (nearest.indices < 40).all()
+    assert len(set(nearest.indices.tolist())) == 6
+    features.clear_extractors()
