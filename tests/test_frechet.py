@@ -59,6 +59,19 @@ def test_symmetric():
     assert forward == pytest.approx(backward, rel=1e-10)
 
 
+def test_many_sets_against_one_reference_of_few_images():
+    """A trial's sets against one reference decomposed once, kept to its rank (here 5 of 48 dims,
+    as 5 reference images give): each distance equals the one computed with the roles swapped,
+    which decomposes the set's covariance instead. Both are exact, so they agree to float64
+    roundoff amplified by the 48-d eigendecompositions (1e-9 relative is far above that)."""
+    rng = np.random.default_rng(4)
+    reference = (rng.standard_normal(48), random_psd(rng, 48, n=5))
+    sets = [(rng.standard_normal(48), random_psd(rng, 48, n=n)) for n in (3, 48, 400)]
+    distances = frechet.frechet_distances(reference, sets)
+    for (mu, sigma), distance in zip(sets, distances, strict=True):
+        assert distance == pytest.approx(frechet.frechet_distance(*reference, mu, sigma), rel=1e-9)
+
+
 @pytest.mark.filterwarnings(
     "ignore:The `disp` argument is deprecated:DeprecationWarning"
 )  # inside pytorch-fid

@@ -229,7 +229,7 @@ def search_suggestions(tmp_path, monkeypatch, seed: int, n: int = 8) -> list[int
     monkeypatch.setattr(runner, "_fit", lambda *args, **kwargs: caught.update(kwargs))
     curve = [CFG.replace(latent=latent, seed=seed) for latent in (4, 8, 16, 32, 64)]
     store = ResultStore(tmp_path / f"results-{seed}-{len(list(tmp_path.iterdir()))}.parquet")
-    runner._run_search(store, "g", curve, runner.Resources(1, 0.0, None), n, "fd_mvg")
+    runner._run_search(store, "g", curve, runner.Resources(1, 0.0, None), n, "fd_mvg", None)
     searcher = caught["search_alg"]
     return [searcher.suggest(f"trial-{i}")["latent"] for i in range(n)]
 

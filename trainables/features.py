@@ -12,7 +12,7 @@ Two feature spaces:
   its 64-d penultimate layer. Its numbers are "Fréchet distance in digits-cnn features", not FID.
 
 Flow of a trial's scores (``score_sets``): every image set -> ``Extractor.device_features`` in one
-call -> each set's ``frechet.moments`` -> ``frechet.frechet_distance`` against the reference
+call -> each set's ``frechet.moments`` -> ``frechet.frechet_distances`` against the reference
 statistics, which ``reference_stats`` computes once and caches on disk.
 """
 
@@ -32,7 +32,7 @@ from torch import nn
 from trainables.digits_cnn import load_digits_cnn
 from trainables.fid_helper_weights import fid_helper_weights_path, load_fid_helper_state_dict
 from trainables.files import atomic_write
-from trainables.frechet import frechet_distance, gaussian_stats, moments
+from trainables.frechet import frechet_distances, gaussian_stats, moments
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 PYTORCH_FID = "pytorch-fid"  # the weights sources a row's fid_weights_source names
@@ -422,10 +422,8 @@ def score_sets(
     names = list(sets)
     every = extractor.device_features([sets[name] for name in names])
     rows = every.split([len(sets[name]) for name in names])
-    return {
-        name: frechet_distance(*moments(features), *ref_stats)
-        for name, features in zip(names, rows, strict=True)
-    }
+    stats = [moments(features) for features in rows]
+    return dict(zip(names, frechet_distances(ref_stats, stats), strict=True))
 
 
 def score(

@@ -13,31 +13,52 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
     pytorch-fid takes a general (non-symmetric) matrix square root of S1 S2 with scipy's sqrtm,
     which is slow at 2048 dims and can return complex noise or NaN for singular covariances. Only
-    the trace is needed: with A = S1^{1/2} (symmetric, from an eigendecomposition), S1 S2 = A (A S2)
-    has the same eigenvalues as A S2 A, which is symmetric PSD, so
-    tr((S1 S2)^{1/2}) = sum(sqrt(eigvalsh(A S2 A))). This is exact for any PSD inputs,
-    rank-deficient ones included.
-
-    Inputs are numpy arrays or tensors; it runs on the device of the first tensor among them (CPU
-    for numpy), so a GPU trial's 2048-d statistics never leave the card.
+    the trace is needed (frechet_distances says how); exact for any PSD inputs, rank-deficient ones
+    included. Inputs are numpy arrays or tensors; it runs on the device of the first tensor among
+    them (CPU for numpy), so a GPU trial's 2048-d statistics never leave the card.
     """
-    inputs = (mu1, sigma1, mu2, sigma2)
-    device = next((v.device for v in inputs if isinstance(v, torch.Tensor)), "cpu")
-    mu1, sigma1, mu2, sigma2 = (
-        torch.as_tensor(v, dtype=torch.float64, device=device) for v in inputs
-    )
-    mu1, mu2, sigma1, sigma2 = torch.atleast_1d(mu1, mu2) + torch.atleast_2d(sigma1, sigma2)
-    _check_shapes(mu1, sigma1, mu2, sigma2)
-    sigma1 = (sigma1 + sigma1.T) / 2
-    sigma2 = (sigma2 + sigma2.T) / 2
+    return frechet_distances((mu2, sigma2), [(mu1, sigma1)])[0]
 
-    eigenvalues, eigenvectors = torch.linalg.eigh(sigma1)
-    root1 = (eigenvectors * _drop_roundoff(eigenvalues).sqrt()) @ eigenvectors.T  # S1^{1/2}
-    middle = root1 @ sigma2 @ root1
-    tr_covmean = _drop_roundoff(torch.linalg.eigvalsh((middle + middle.T) / 2)).sqrt().sum()
 
-    diff = mu1 - mu2
-    return float(diff @ diff + sigma1.trace() + sigma2.trace() - 2 * tr_covmean)
+def frechet_distances(reference, others) -> list[float]:
+    """frechet_distance from the (mu, sigma) `reference` to each (mu, sigma) in `others`.
+
+    The reference is decomposed once, S_ref = V diag(l) V^T. With B = V diag(sqrt(l)) restricted
+    to the nonzero l (k columns), S_ref^{1/2} S S_ref^{1/2} = V_k (B^T S B) V_k^T, whose nonzero
+    eigenvalues are those of the k x k symmetric PSD matrix B^T S B; they are also those of S_ref S,
+    so tr((S S_ref)^{1/2}) = sum(sqrt(eigvalsh(B^T S B))). One eigendecomposition of the reference
+    for all of a trial's sets, then two products and a k x k eigvalsh each (cheap where the
+    reference has few images).
+    """
+    mu_ref, sigma_ref = _float64(*reference, device=_device(reference, *others))
+    others = [_float64(mu, sigma, device=mu_ref.device) for mu, sigma in others]
+    for mu, sigma in others:
+        _check_shapes(mu, sigma, mu_ref, sigma_ref)
+    eigenvalues, eigenvectors = torch.linalg.eigh(sigma_ref)
+    kept = _drop_roundoff(eigenvalues) > 0
+    basis = eigenvectors[:, kept] * eigenvalues[kept].sqrt()  # B, (d, k)
+    distances = []
+    for mu, sigma in others:
+        middle = basis.T @ sigma @ basis
+        tr_covmean = _drop_roundoff(torch.linalg.eigvalsh((middle + middle.T) / 2)).sqrt().sum()
+        diff = mu - mu_ref
+        distances.append(float(diff @ diff + sigma.trace() + sigma_ref.trace() - 2 * tr_covmean))
+    return distances
+
+
+def _device(*pairs) -> torch.device:
+    """The device of the first tensor among the statistics; the CPU for numpy arrays."""
+    values = [v for pair in pairs for v in pair]
+    return next((v.device for v in values if isinstance(v, torch.Tensor)), torch.device("cpu"))
+
+
+def _float64(mu, sigma, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A mean (d,) and a symmetrised covariance (d, d) as float64 tensors on `device`."""
+    mu = torch.atleast_1d(torch.as_tensor(mu, dtype=torch.float64, device=device))
+    sigma = torch.atleast_2d(torch.as_tensor(sigma, dtype=torch.float64, device=device))
+    if sigma.shape == (mu.shape[0], mu.shape[0]):
+        sigma = (sigma + sigma.T) / 2
+    return mu, sigma
 
 
 def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
