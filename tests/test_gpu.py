@@ -198,18 +198,25 @@ def test_scoring_on_the_gpu_agrees_with_the_cpu():
     features.clear_extractors()
 
 
+def train_each(cfg, variants: dict) -> dict:
+    """key -> train()'s result for cfg with that key's overrides, each from the same seed, model
+    and images."""
+    results = {}
+    for key, overrides in variants.items():
+        torch.manual_seed(cfg.seed)
+        images = (torch.rand(N_IMAGES, 3, 32, 32) * 255).to(torch.uint8).to(CUDA)
+        model = build_model(cfg).to(CUDA)
+        results[key] = train(model, images, cfg.replace(**overrides))
+    return results
+
+
 def test_the_trainer_on_cuda_runs_graphed_steps_and_says_so(deterministic):
     """train() itself: with cuda_graph (the default) every step of the fast loop is a graph replay,
     without it eager, and the result records which. In fp32 the two train alike; not bitwise, as
     the trainer autotunes cuDNN (other kernels, other summation orders: ~1e-6 relative a step),
     which twelve steps of a tiny model do not grow to 1e-3."""
     cfg = make_config({**TINY, "epochs": 3, "device": "cuda", "precision": "fp32"})
-    results = {}
-    for graph in (True, False):
-        torch.manual_seed(cfg.seed)
-        images = (torch.rand(N_IMAGES, 3, 32, 32) * 255).to(torch.uint8).to(CUDA)
-        model = build_model(cfg).to(CUDA)
-        results[graph] = train(model, images, cfg.replace(cuda_graph=graph))
+    results = train_each(cfg, {graph: {"cuda_graph": graph} for graph in (True, False)})
     assert (results[True].train_step, results[True].train_step_error) == ("graph", None)
     assert (results[False].train_step, results[False].train_step_error) == ("eager", None)
     assert results[True].losses == pytest.approx(results[False].losses, rel=1e-3)
@@ -221,13 +228,10 @@ def test_compiled_forward_and_loss_are_captured_in_the_graph(deterministic):
     kernels (other summation orders, ~1e-6 relative a step), so in fp32 the losses agree with the
     eager, uncompiled trainer's to 1e-3, as graphed and eager do above."""
     cfg = make_config({**TINY, "epochs": 2, "device": "cuda", "precision": "fp32"})
-    results = {}
-    for compiled in (True, False):
-        torch.manual_seed(cfg.seed)
-        images = (torch.rand(N_IMAGES, 3, 32, 32) * 255).to(torch.uint8).to(CUDA)
-        model = build_model(cfg).to(CUDA)
-        overrides = {"compile": compiled, "cuda_graph": compiled}
-        results[compiled] = train(model, images, cfg.replace(**overrides))
+    variants = {
+        compiled: {"compile": compiled, "cuda_graph": compiled} for compiled in (True, False)
+    }
+    results = train_each(cfg, variants)
     assert results[True].compiled and results[True].train_step == "graph"
     assert results[True].train_step_error is None
     assert all(math.isfinite(loss) for loss in results[True].losses)

@@ -40,6 +40,16 @@ def running(pid: int) -> bool:
         return False
 
 
+def kill_and_wait_for(launcher: subprocess.Popen, dog: int) -> None:
+    """SIGKILL the stand-in launcher, then wait until its watchdog has done its work and exited."""
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 60
+    while running(dog):
+        assert time.monotonic() < deadline, "the watchdog never finished"
+        time.sleep(0.05)
+
+
 def test_a_killed_launchers_processes_end_with_it_even_orphaned_ones(sessions):
     """SIGKILL leaves the launcher no time to clean up: the watchdog ends what it had started,
     including a grandchild whose parent died first (reparented, as Ray's agents are when the raylet
@@ -52,12 +62,7 @@ def test_a_killed_launchers_processes_end_with_it_even_orphaned_ones(sessions):
     try:
         child, grandchild, dog = map(int, launcher.stdout.readline().split())
         os.kill(child, signal.SIGKILL)  # the grandchild is an orphan now
-        launcher.kill()
-        launcher.wait()
-        deadline = time.monotonic() + 60
-        while running(dog):
-            assert time.monotonic() < deadline, "the watchdog never finished"
-            time.sleep(0.05)
+        kill_and_wait_for(launcher, dog)
         assert not running(grandchild) and not session_members(launcher.pid)
         assert running(bystander.pid)  # not the launcher's: left alone
     finally:
@@ -79,12 +84,7 @@ def test_a_process_orphaned_before_the_watchdog_saw_it_is_found_by_its_tag(sessi
     )
     try:
         dog = int(launcher.stdout.readline().split()[2])
-        launcher.kill()
-        launcher.wait()
-        deadline = time.monotonic() + 60
-        while running(dog):
-            assert time.monotonic() < deadline, "the watchdog never finished"
-            time.sleep(0.05)
+        kill_and_wait_for(launcher, dog)
         ours.wait(timeout=10)  # ended by the watchdog (it fails here if not)
         assert running(theirs.pid)
     finally:
