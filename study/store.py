@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trainables.files import atomic_write
 from trainables.schema import (
     RESULT_SCHEMA,
     SAMPLE_GRID,
@@ -277,7 +278,8 @@ class ResultStore:
                 os.replace(self._write_temp(table, part), aside)
                 return aside
             if row.get("samples_png"):
-                self._write_grid(self.path / row["samples_png"], grid)
+                # in one rename, as the parts: a reader never sees half a picture
+                atomic_write(self.path / row["samples_png"], lambda f: f.write(grid))
             return self._publish(table, part, current)
         except BaseException as exc:  # a full disk, or an interrupt: no temp file stays behind
             self._temp(part).unlink(missing_ok=True)
@@ -287,17 +289,6 @@ class ResultStore:
             raise StoreWriteError(
                 f"cannot write to the results store {self.path}: {exc.strerror or exc}{where}"
             ) from None
-
-    def _write_grid(self, path: Path, png: bytes) -> None:
-        """The PNG in one rename, as the parts: a reader never sees half a picture."""
-        path.parent.mkdir(exist_ok=True)
-        temp = path.with_name(f"{TEMP_PREFIX}{path.name}.partial")
-        try:
-            temp.write_bytes(png)
-            os.replace(temp, path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
 
     def _publish(self, table: pa.Table, part: Path, current: LivePart | None) -> Path:
         temp = self._write_temp(table, part)
