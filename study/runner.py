@@ -138,6 +138,7 @@ def _watchdog():
     finally:
         watchdog.stdin.close()  # the watchdog's cue; a killed launcher's pipe closes just the same
         watchdog.wait()
+        del os.environ[WATCH_TAG]  # what this process starts after the block is no Ray process
 
 
 def gpu_request(gpus_per_trial: str | float) -> str | float:
