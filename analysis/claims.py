@@ -9,10 +9,9 @@ FIDs (the joins include the `metric` column).
 import numpy as np
 import pandas as pd
 
-from analysis import published
-from analysis.optimum import KEYS, find_optima, latent_stats, replicate_stats, welch_interval
+from analysis.optimum import find_optima, latent_stats, replicate_stats, welch_interval
 from analysis.results import (
-    CURVE_KEYS,
+    KEYS,
     at_comparison_latent,
     baseline,
     per_curve,
@@ -29,8 +28,10 @@ from analysis.tables import (
     sort_rows,
     span,
 )
+from trainables import published
 from trainables.config import VAE_ONLY
-from trainables.schema import SAMPLERS
+from trainables.curves import CURVE_FIELDS
+from trainables.scored_sets import SAMPLERS
 
 READINGS_FILTERS = 128  # the VAE row of Table 2 the readings are checked against
 PARTS = ("encoder", "decoder")  # of a model, whose parameters are counted
@@ -177,7 +178,7 @@ def make_parameter_table(ok: pd.DataFrame) -> pd.DataFrame:
     """Each curve's encoder and decoder parameter counts beside the paper's stated ranges."""
     counts = ok.assign(**{f"{p}_params": pd.to_numeric(ok[f"{p}_params"]) for p in PARTS})
     table = (
-        counts.groupby(list(CURVE_KEYS), dropna=False)
+        counts.groupby(list(CURVE_FIELDS), dropna=False)
         .agg(
             latents=("latent", span),
             **{
@@ -218,9 +219,7 @@ def make_winners_table(ok: pd.DataFrame) -> pd.DataFrame:
     and at each curve's optimum, with the Welch t-interval of the difference."""
     rows = baseline(ok)
     at_latent = latent_stats(at_comparison_latent(rows))
-    at_latent = at_latent[at_latent["score"].isin(tuple(SAMPLERS))].rename(
-        columns={"score": "sampler"}
-    )
+    at_latent = at_latent[at_latent["score"].isin(SAMPLERS)].rename(columns={"score": "sampler"})
     at_best = find_optima(latent_stats(rows))
     sides = pd.concat(
         [at_latent.assign(at="comparison latent"), at_best.assign(at="optimum")], ignore_index=True
@@ -267,7 +266,7 @@ def _paper_differences() -> pd.DataFrame:
         ("comparison latent", published.table_2()),
         ("optimum", paper_optima()),
     ):
-        for sampler in SAMPLERS:
+        for sampler in published.PUBLISHED_SAMPLERS:
             rows = paper if at == "comparison latent" else paper[paper["best_for"] == sampler]
             by_model = rows.pivot_table(
                 index=["dataset", "filters", "metric"], columns="model", values=f"fd_{sampler}"

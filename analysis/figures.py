@@ -9,7 +9,7 @@ replicates, the line is their mean and the band (or bar) its 95% t-interval.
 One figure never mixes protocols. Each figure encodes some curve fields in its legend (Figure 1:
 model and filters) or picks one value of them itself (the scatter plots: one width); its curves are
 split by every other curve field where they depart from their dataset's default config
-(results.departures) and by metric, into one figure per setting. The setting closest to the
+(results.setting) and by metric, into one figure per setting. The setting closest to the
 default keeps the plain file name; every other one gets a suffix naming where it differs from that
 one, e.g. figure_1_digits__epochs-2.png. The setting and the precision are in the title, and where
 the curves of one figure differ in precision, it is in their labels too. A GMM score whose fit did
@@ -23,28 +23,30 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis import published
-from analysis.optimum import KEYS, latent_stats, replicate_stats
+from analysis.optimum import latent_stats, replicate_stats
 from analysis.results import (
-    DATASET_NAMES,
+    KEYS,
     PLAIN,
     as_text,
     at_comparison_latent,
     baseline,
-    departures,
+    dataset_name,
     metric_name,
     model_label,
     per_curve,
     pick,
+    setting,
     slug,
 )
 from analysis.tables import GAUSSIANITY, make_gaussianity_table
-from trainables.config import CURVE_FIELDS, TrialConfig
-from trainables.schema import SAMPLERS, SCORED_SETS
+from trainables import published
+from trainables.config import stage_depths
+from trainables.curves import CURVE_FIELDS
+from trainables.scored_sets import LABELS, SAMPLERS, SCORED_SETS
 
 matplotlib.use("Agg")  # files only; the figures are Figure objects and never go through pyplot
 
-PAPER_DATASETS = ("cifar10", "celeba")
+PAPER_DATASETS = published.PAPER_DATASETS
 FILTER_COLOURS = {32: "black", 64: "red", 128: "green", 256: "blue"}
 OTHER_COLOURS = ("purple", "orange", "brown", "grey", "olive", "cyan", "pink")  # other widths
 DEPTH_STYLES = {"1": "-", "2": "--"}  # deeper ones ("3", "3-3-2-1") dotted
@@ -56,8 +58,8 @@ FROZEN_COLOURS = {
 }
 NORM_COLOURS = {"none": "red", "bn": "green", "sn": "blue", "ln": "black"}
 NOISE_COLOURS = {0.0: "green", 0.1: "blue", 0.5: "purple", 1.0: "red"}
-SAMPLER_STYLES = {"mvg": "-", "gmm": "--", "normal": ":"}  # Figure 4
-FROZEN_SAMPLER_STYLES = {"mvg": "-", "gmm": ":"}  # Figure 3
+SAMPLER_STYLES = {name: SCORED_SETS[name].style for name in SAMPLERS}  # Figure 4
+FROZEN_SAMPLER_STYLES = {**SAMPLER_STYLES, "gmm": ":"}  # Figure 3's caption: GMM dotted
 MODEL_STYLES = {"dae": ":", "vae": "-"}  # Figure 1's encoding, kept by the figures against width
 PRECISION_MARKERS = {"fp32": "o", "bf16": "^"}  # where one figure holds both
 # dataset: (figure, filters, latent, colours of the DAE's and VAE's pairs of latent units)
@@ -94,9 +96,9 @@ def _per_setting(rows: pd.DataFrame, encoded: tuple, title: str, needs: str, dra
     fields where it differs from the main one ('__epochs-2', '__lr-default'), and its metric where
     that differs. Needs(needs) when no setting can be drawn."""
     _require(rows, needs)
-    setting = per_curve(rows, lambda curve: (curve["metric"], *departures(curve, encoded).items()))
+    same = per_curve(rows, lambda curve: (curve["metric"], *setting(curve, encoded).items()))
     groups = sorted(
-        rows.groupby(setting, sort=False),
+        rows.groupby(same, sort=False),
         key=lambda item: (len(item[0]), item[0][0] != "FID", -len(item[1]), item[0]),
     )
     drawn = []
@@ -201,7 +203,7 @@ def _score_figure(rows: pd.DataFrame, panels: list[list[str]], style, marks=()) 
             for name, _, latent, score in (mark for mark in marks if mark[1] == sampler):
                 ax.plot([latent], [score], "x", markersize=9, mew=2, label=f"{name} (paper)")
         _log2_axis(ax, stats["latent"], "latent units")
-        names = " / ".join(SAMPLERS[s] for s in samplers)
+        names = " / ".join(LABELS[s] for s in samplers)
         ax.set(
             title=f"{names} samples", ylabel=f"{metric} ({names})" if len(samplers) == 1 else metric
         )
@@ -237,9 +239,7 @@ def figure_1(ok: pd.DataFrame, dataset: str) -> Drawn:
         for row in others.itertuples()
         for sampler in ("mvg", "gmm")
     ]
-    title = (
-        f"Figure 1 ({DATASET_NAMES.get(dataset, dataset)}): DAE dotted, VAE solid; colour = filters"
-    )
+    title = f"Figure 1 ({dataset_name(dataset)}): DAE dotted, VAE solid; colour = filters"
     return _per_setting(
         rows,
         ("model", "filters"),
@@ -302,7 +302,7 @@ def figure_3(ok: pd.DataFrame) -> Drawn:
         frozen = " frozen" if curve["freeze_latent"] else ""
         colour = FROZEN_COLOURS[(curve["depth"], bool(curve["freeze_latent"]))]
         line = FROZEN_SAMPLER_STYLES[sampler]
-        return f"depth {curve['depth']}{frozen} {SAMPLERS[sampler]}", {
+        return f"depth {curve['depth']}{frozen} {LABELS[sampler]}", {
             "color": colour,
             "linestyle": line,
         }
@@ -325,7 +325,7 @@ def figure_4(ok: pd.DataFrame) -> Drawn:
     def style(curve, sampler):
         colour = "orange" if curve["model"] == "vae" else NORM_COLOURS[curve["latent_norm"]]
         name = model_label(curve["model"], curve["latent_norm"])
-        return f"{name} {SAMPLERS[sampler]}", {
+        return f"{name} {LABELS[sampler]}", {
             "color": colour,
             "linestyle": SAMPLER_STYLES[sampler],
         }
@@ -397,7 +397,7 @@ def noise_recon(ok: pd.DataFrame, dataset: str) -> Drawn:
         return fig
 
     title = (
-        f"Noise experiment ({DATASET_NAMES.get(dataset, dataset)}): "
+        f"Noise experiment ({dataset_name(dataset)}): "
         "reconstruction of the test images vs the decoder-input noise"
     )
     return _per_setting(rows, ("noise_std",), title, needs, draw)
@@ -485,7 +485,7 @@ def gap_width(ok: pd.DataFrame, dataset: str) -> Drawn:
         )
         return fig
 
-    title = f"Hypothesis 2 ({DATASET_NAMES.get(dataset, dataset)}): the MVG - GMM gap vs width"
+    title = f"Hypothesis 2 ({dataset_name(dataset)}): the MVG - GMM gap vs width"
     return _per_setting(_width_rows(ok, dataset), ("model", "filters"), title, needs, draw)
 
 
@@ -504,13 +504,13 @@ def interp_width(ok: pd.DataFrame, dataset: str) -> Drawn:
         for ax, score in zip(fig.subplots(1, 3), ("interp", "mvg", "gmm"), strict=True):
             _against_width(ax, stats[stats["score"] == score], group)
             ax.set(
-                title=f"{SCORED_SETS[score]} at {_latent_text(group)}",
-                ylabel=f"{metric_name(group)} ({SCORED_SETS[score]})",
+                title=f"{LABELS[score]} at {_latent_text(group)}",
+                ylabel=f"{metric_name(group)} ({LABELS[score]})",
             )
         return fig
 
     title = (
-        f"Interpolation ({DATASET_NAMES.get(dataset, dataset)}): decoded midpoints of encoded "
+        f"Interpolation ({dataset_name(dataset)}): decoded midpoints of encoded "
         "test pairs vs width, beside MVG and GMM samples"
     )
     return _per_setting(_width_rows(ok, dataset), ("model", "filters"), title, needs, draw)
@@ -547,7 +547,7 @@ def scatter(ok: pd.DataFrame, dataset: str) -> Drawn:
         ax.set_title(f"{width} filters, {units} latents")
         return fig
 
-    name = DATASET_NAMES.get(dataset, dataset)
+    name = dataset_name(dataset)
     title = f"Figure {figure} ({name}): encoded training images"
     return _per_setting(rows, ("model", "filters"), title, needs, draw)  # it picks one width
 
@@ -562,7 +562,7 @@ def _widest_shared(rows: pd.DataFrame) -> tuple[int, int]:
 
 
 def _encoder_convs(depth: str) -> int:
-    return sum(TrialConfig(depth=depth).stage_depths)
+    return sum(stage_depths(depth))
 
 
 def gaussianity(ok: pd.DataFrame, axis: str) -> Drawn:
@@ -704,7 +704,7 @@ def figure_list(ok: pd.DataFrame) -> list[tuple[str, str, object]]:
     datasets = [*PAPER_DATASETS, *sorted(set(ok["dataset"]) - set(PAPER_DATASETS))]
     return [
         *(
-            (stem.format(d), text.format(DATASET_NAMES.get(d, d)), functools.partial(build, ok, d))
+            (stem.format(d), text.format(dataset_name(d)), functools.partial(build, ok, d))
             for stem, text, build in PER_DATASET
             for d in datasets
         ),

@@ -22,14 +22,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.results import CURVE_KEYS
-from trainables.schema import SAMPLERS, SCORED_SETS
+from analysis.results import KEYS
+from trainables.scored_sets import SAMPLERS, SCORED_SETS
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
 FIT_POINTS = 5
 MIN_FIT_LATENTS = 4
-KEYS = [*CURVE_KEYS, "metric"]
 BEST_COLUMNS = ["latent", "mean", "std", "n", "ci_low", "ci_high"]
 
 
@@ -76,7 +75,7 @@ def welch_interval(a: dict, b: dict) -> tuple[float, float]:
 def find_optima(latent_table: pd.DataFrame) -> pd.DataFrame:
     """One row per curve and sampler (N(0,I), MVG, GMM) from a `latent_stats` table."""
     rows = []
-    samplers = latent_table[latent_table["score"].isin(tuple(SAMPLERS))]
+    samplers = latent_table[latent_table["score"].isin(SAMPLERS)]
     for (*key, sampler), points in samplers.groupby([*KEYS, "score"], dropna=False, sort=True):
         points = points.sort_values("latent").reset_index(drop=True)
         best = int(points["mean"].idxmin())

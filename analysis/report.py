@@ -20,7 +20,8 @@ import pandas as pd
 
 from analysis import claims, figures, samples, tables
 from analysis.optimum import find_optima, latent_stats
-from analysis.results import StoreError, load, usable
+from analysis.results import load, usable
+from trainables.errors import StoreError
 
 PAPER_ROWS = (
     "ok cifar10 or celeba rows scored with inception-fid, "

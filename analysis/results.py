@@ -1,47 +1,44 @@
-"""Reading the results store, and the words every analysis shares: curves, settings, metrics,
-baselines.
+"""Reading the results store for the analysis, and the words every analysis shares: settings,
+metrics, baselines.
 
-A curve is every ok row that shares all config fields but `latent` and `seed` (CURVE_KEYS), and
-the metric: replicates (seeds) of one latent size are pooled, and rows from a grid and an Optuna
-search of the same config meet on one curve. A curve's setting is where it departs from its
-dataset's default config (`departures`); tables name it in their `protocol` column, and figures
-draw each setting in a file of its own.
+A curve is every ok row that shares all config fields but `latent` and `seed`
+(trainables/curves.py), and the metric: replicates (seeds) of one latent size are pooled, and rows
+from a grid and an Optuna search of the same config meet on one curve. A curve's setting is where
+it departs from its dataset's default config (`curves.departures`); tables name it in their
+`protocol` column, and figures draw each setting in a file of its own.
 """
 
-import functools
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis import published
-from trainables.config import CURVE_FIELDS, DATASETS, VAE_ONLY, make_config
-from trainables.schema import SCORED_SETS, StoreError, live_parts, read_store
+from study.layout import read_store
+from trainables import data, published
+from trainables.config import VAE_ONLY
+from trainables.curves import CURVE_FIELDS, departures, protocol
+from trainables.schema import Status
+from trainables.scored_sets import SCORE_COLUMNS
 
-# Every scientific field but latent and seed, precision included: bf16 and fp32 are never pooled.
-CURVE_KEYS = CURVE_FIELDS
+# What a curve of the analysis shares: its config fields and the feature space it is scored in.
+KEYS = [*CURVE_FIELDS, "metric"]
 PLAIN = {  # the paper's plain architecture
     "latent_norm": "none",
     "noise_std": 0.0,
     "freeze_latent": False,
 }
-DATASET_NAMES = {"cifar10": "CIFAR-10", "celeba": "CelebA", "digits": "digits"}
 
 
 def load(path) -> pd.DataFrame:
-    """Every live row of the store, whatever its status (trainables.schema.read_store).
+    """Every live row of the store, whatever its status (study.layout.read_store); StoreError says
+    what is wrong with a store that cannot be analysed: absent, empty, or holding a part that is
+    not a result row."""
+    return read_store(path, empty_ok=False)
 
-    StoreError says what is wrong with a store that cannot be analysed: absent, empty, or holding
-    a part that is not a result row.
-    """
-    path = Path(path)
-    if path.is_dir() and not live_parts(path):
-        raise StoreError(f"the results store {path} holds no Parquet part files yet")
-    rows = read_store(path)
-    if rows.empty:
-        raise StoreError(f"the results store {path} holds no rows")
-    return rows
+
+def dataset_name(dataset: str) -> str:
+    """How tables and figures name a dataset (its own name where this code does not know it)."""
+    return data.DATASETS[dataset].label if dataset in data.DATASETS else dataset
 
 
 def usable(rows: pd.DataFrame) -> pd.DataFrame:
@@ -52,11 +49,11 @@ def usable(rows: pd.DataFrame) -> pd.DataFrame:
     gmm_unconverged: the GMM fit stopped at gmm_max_iter iterations without converging, so the GMM
     score rests on an unfinished fit (a row that does not say is not flagged).
     """
-    ok = rows[rows["status"] == "ok"]
+    ok = rows[rows["status"] == Status.OK]
     if "started_at" in ok.columns:
         ok = ok.sort_values("started_at", kind="stable")
     ok = ok.drop_duplicates("trial_id", keep="last").reset_index(drop=True)
-    ok = ok.assign(**{f"fd_{name}": pd.to_numeric(ok[f"fd_{name}"]) for name in SCORED_SETS})
+    ok = ok.assign(**{column: pd.to_numeric(ok[column]) for column in SCORE_COLUMNS})
     fid = (
         ok["fid"].astype(bool)
         if "fid" in ok.columns
@@ -91,39 +88,15 @@ def model_label(model: str, latent_norm: str) -> str:
     return model.upper() + ("" if latent_norm == "none" else f" ({latent_norm.upper()})")
 
 
-@functools.cache
-def _dataset_defaults(dataset: str) -> dict:
-    """The config a dataset starts from (TrialConfig's for a dataset this code does not know)."""
-    return make_config({"dataset": dataset} if dataset in DATASETS else {}).science()
-
-
-def _text(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def departures(curve, shown=()) -> dict[str, str]:
-    """{field: value as text} for every curve field where a curve departs from its dataset's
-    default config, in CURVE_FIELDS order, but those in `shown` and the precision (both named
-    elsewhere)."""
-    defaults = _dataset_defaults(curve["dataset"])
-    return {
-        field: _text(curve[field])
-        for field in CURVE_FIELDS
-        if field not in (*shown, "precision") and curve[field] != defaults[field]
-    }
+def setting(curve, encoded=()) -> dict[str, str]:
+    """Where a curve departs from its dataset's default config in every field but the `encoded`
+    ones and the precision (which titles and labels name): the curves of one table row group or
+    one figure share it."""
+    return departures(curve, shown=(*encoded, "precision"))
 
 
 def as_text(changed: dict[str, str]) -> list[str]:
     return [f"{field}={value}" for field, value in changed.items()]
-
-
-def protocol(curve, shown=()) -> str:
-    """The departures of a curve, or 'paper' / 'default' for the paper's protocol (CIFAR-10 and
-    CelebA) / another dataset's default config."""
-    changed = departures(curve, shown)
-    if changed:
-        return ", ".join(as_text(changed))
-    return "paper" if curve["dataset"] in published.COMPARISON_LATENT else "default"
 
 
 def add_labels(frame: pd.DataFrame, shown=()) -> pd.DataFrame:
@@ -145,7 +118,7 @@ def slug(text: str) -> str:
 
 def per_curve(rows: pd.DataFrame, value) -> pd.Series:
     """value(curve) for each row, computed once per curve (from its first row)."""
-    keys = [key for key in (*CURVE_KEYS, "metric") if key in rows.columns]
+    keys = [key for key in KEYS if key in rows.columns]
     curve = rows.groupby(keys, dropna=False, sort=False).ngroup()
     first = ~curve.duplicated()
     values = {
@@ -164,12 +137,12 @@ def at_comparison_latent(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return rows
     shown = ("model", "filters", *VAE_ONLY)
-    setting = per_curve(rows, lambda c: (c["dataset"], c["metric"], *departures(c, shown).items()))
+    same = per_curve(rows, lambda c: (c["dataset"], c["metric"], *setting(c, shown).items()))
     keep = []
-    for (dataset, *_), group in rows.groupby(setting, sort=False):
+    for (dataset, *_), group in rows.groupby(same, sort=False):
         latent = published.COMPARISON_LATENT.get(dataset)
         if latent is None:
-            sizes = [set(c["latent"]) for _, c in group.groupby(list(CURVE_KEYS), dropna=False)]
+            sizes = [set(c["latent"]) for _, c in group.groupby(list(CURVE_FIELDS), dropna=False)]
             shared = sorted(set.intersection(*sizes))
             latent = shared[len(shared) // 2] if shared else None
         keep.append(group[group["latent"] == latent])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.results import CURVE_KEYS, DATASET_NAMES, add_labels
+from analysis.results import KEYS, add_labels, dataset_name
 
 FOLDER = "samples"  # in the report folder
 NEEDS = "ok rows with a sample grid (samples_png), which every launch writes since grids exist"
@@ -21,7 +21,7 @@ def best_trials(ok: pd.DataFrame) -> pd.DataFrame:
     drawn = ok[ok["samples_png"].notna() & ok["fd_mvg"].notna()]
     if drawn.empty:
         return drawn
-    curves = drawn.groupby([*CURVE_KEYS, "metric"], dropna=False, sort=False)["fd_mvg"]
+    curves = drawn.groupby(KEYS, dropna=False, sort=False)["fd_mvg"]
     return add_labels(drawn.loc[curves.idxmin()]).sort_values(["dataset", "model", "filters"])
 
 
@@ -37,7 +37,7 @@ def copy_grids(store: Path, ok: pd.DataFrame, out: Path) -> tuple[list[str], lis
             continue
         (out / FOLDER).mkdir(exist_ok=True)
         shutil.copyfile(source, out / FOLDER / f"{best.trial_id}.png")
-        title = f"{DATASET_NAMES.get(best.dataset, best.dataset)} {best.label} f{best.filters}"
+        title = f"{dataset_name(best.dataset)} {best.label} f{best.filters}"
         shown += [
             f"### {title}, {best.protocol}",
             "",

@@ -13,22 +13,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import published
-from analysis.optimum import KEYS, find_optima, latent_stats
-from analysis.results import CURVE_KEYS, add_labels, baseline, per_curve
-from trainables.config import BCE_REDUCTIONS
-from trainables.schema import SAMPLERS, SCORED_SETS
+from analysis.optimum import find_optima, latent_stats
+from analysis.results import KEYS, add_labels, baseline, per_curve
+from trainables import data, published
+from trainables.config import choices
+from trainables.curves import CURVE_FIELDS
+from trainables.scored_sets import SAMPLERS, SCORED_SETS
 
 # How rows are ordered where a column's values have a natural order (others sort by value)
 ORDER = {
-    "dataset": ["cifar10", "celeba"],
+    "dataset": list(data.DATASETS),
     "model": ["DAE", "DAE (BN)", "DAE (SN)", "DAE (LN)", "VAE", "WAE", "RAE", "EAE", "GMM-DAE"],
     "best_for": list(SAMPLERS),
     "sampler": list(SAMPLERS),
-    "bce_reduction": list(BCE_REDUCTIONS),
+    "bce_reduction": list(choices("bce_reduction")),
 }
 TABLE_2_KEYS = ["dataset", "filters", "model", "latent", "metric"]
-TABLE_3_SCORES = ["test_recon", "normal", "mvg", "gmm"]
+TABLE_3_SCORES = published.TABLE_3_SETS  # Table 3 as printed: no Train R
 # 0 for a Gaussian; the last: held-out log-likelihood of the GMM minus the MVG's, per latent unit
 GAUSSIANITY = {
     "code_abs_skew": "mean |skew| per latent unit",
@@ -122,7 +123,7 @@ def paper_optima() -> pd.DataFrame:
     latent."""
     paper = published.table_3()
     best = []
-    for sampler in SAMPLERS:
+    for sampler in published.PUBLISHED_SAMPLERS:
         candidates = paper[paper["model"] != "DAE"] if sampler == "normal" else paper
         groups = candidates.groupby(["dataset", "filters", "model"])[f"fd_{sampler}"]
         best.append(candidates.loc[groups.idxmin()].assign(best_for=sampler))
@@ -136,7 +137,7 @@ def readable_curves(
     DAE (BN)), the fields in `keep`, the precision, and the protocol: every other curve field where
     the curve departs from its dataset's default config."""
     front = ["dataset", "label", "filters", *keep, "precision", "protocol"]
-    rest = [c for c in frame.columns if c not in (*CURVE_KEYS, *front)]
+    rest = [c for c in frame.columns if c not in (*CURVE_FIELDS, *front)]
     return add_labels(frame, keep)[[*front, *rest]].rename(columns={"label": "model"})
 
 
@@ -203,7 +204,7 @@ def make_status_table(rows: pd.DataFrame) -> pd.DataFrame:
     counts = pd.crosstab(curve, rows["status"].fillna("unknown"))
     statuses = [*STATUS_ORDER, *sorted(set(counts.columns) - set(STATUS_ORDER))]
     counts = counts.reindex(columns=statuses, fill_value=0)
-    table = rows.loc[counts.index, list(CURVE_KEYS)].assign(
+    table = rows.loc[counts.index, list(CURVE_FIELDS)].assign(
         latents=groups["latent"].agg(span),
         rows=counts.sum(axis=1),
         **{status: counts[status] for status in statuses},

@@ -11,10 +11,10 @@ import os
 import platform
 import statistics
 
-import numpy as np
 import torch
 
-from trainables.features import WeightsMissing, get_extractor
+from trainables.errors import WeightsMissing
+from trainables.features import get_extractor
 from trainables.trial import device_name, resolve_device
 
 
@@ -43,29 +43,6 @@ def random_images(n: int, seed: int = 0, shape: tuple[int, ...] = (3, 32, 32)) -
     return torch.randint(
         0, 256, (n, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
     )
-
-
-def natural_images(n: int, seed: int = 0, side: int = 32) -> torch.Tensor:
-    """uint8 (n, 3, side, side) patches of photographs: cut at random places, half of them mirrored,
-    from the two photographs bundled with scikit-learn (no download). Natural-image statistics,
-    where an autoencoder's codes, its GMM and its scores behave as on real data, as noise's do not.
-    """
-    from sklearn.datasets import load_sample_images
-
-    rng = np.random.default_rng(seed)
-    photos = load_sample_images().images  # (427, 640, 3) uint8 each
-    which = rng.integers(0, len(photos), n)
-    patches = np.empty((n, 3, side, side), dtype=np.uint8)
-    for number, photo in enumerate(photos):
-        picked = np.flatnonzero(which == number)
-        # every side x side window: (rows, columns, 3, side, side), a view
-        windows = np.lib.stride_tricks.sliding_window_view(photo, (side, side), axis=(0, 1))
-        rows = rng.integers(0, windows.shape[0], len(picked))
-        columns = rng.integers(0, windows.shape[1], len(picked))
-        patches[picked] = windows[rows, columns]
-    mirrored = rng.random(n) < 0.5
-    patches[mirrored] = patches[mirrored][..., ::-1]
-    return torch.from_numpy(patches)
 
 
 def inception(device: torch.device):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.common import arguments, print_table, setup
 from benchmarks.trial_phases import cifar10_or_patches, fid_weights_or_random, run
-from trainables.schema import SCORED_SETS
+from trainables.scored_sets import LABELS, SCORED_SETS
 
 SIZES = {
     "cpu": {"dataset": "digits", "filters": 4, "latent": 8, "epochs": 2, "n_samples": 200},
@@ -56,7 +56,7 @@ def main(argv=None) -> None:
             abs(graphed - eager) for graphed, eager in zip(*scores.values(), strict=True)
         )
         table.append(
-            [SCORED_SETS[name]]
+            [LABELS[name]]
             + [f(scores[mode]) for mode in MODES for f in (statistics.mean, statistics.stdev)]
             + [gap, "yes" if gap <= max(spreads.values()) else "NO"]
         )

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.common import arguments, inception, print_table, random_images, setup, sync
 from trainables import features, frechet
-from trainables.schema import SCORED_SETS
+from trainables.scored_sets import SCORED_SETS
 
 SIZES = {"cpu": 50, "paper": 10_000}
 TOLERANCE = 1e-3

@@ -45,13 +45,13 @@ from benchmarks.common import (
 )
 from benchmarks.gmm import COMPONENTS, SEED, time_kmeans, warped_codes
 from benchmarks.train_step import RESIDENT_BATCHES, StepTiming, time_steps, trial_train_s
-from study.grids import curve_label, expand
-from study.resources import TRAIN_IMAGES
-from trainables import features, frechet, priors
+from study.grids import expand
+from trainables import curves, features, frechet, priors
 from trainables.config import TrialConfig, make_config
 from trainables.data import DATASETS
+from trainables.gmm_torch import fit_gmm_torch
 from trainables.models import build_model
-from trainables.schema import SCORED_SETS
+from trainables.scored_sets import SCORED_SETS
 from trainables.trial import EVAL_BATCH
 
 SIZES = {  # cpu: tiny stand-ins of every model, so that every code path runs in seconds
@@ -90,7 +90,9 @@ def model_key(cfg: TrialConfig) -> tuple:
 
 def model_label(cfg: TrialConfig) -> str:
     """The curve's label, less the noise's amount, which all noisy curves share."""
-    return curve_label(cfg.replace(noise_std=0.0)) + (" noise" if cfg.noise_std > 0 else "")
+    return curves.label(cfg.replace(noise_std=0.0).science()) + (
+        " noise" if cfg.noise_std > 0 else ""
+    )
 
 
 def timed_config(cfg: TrialConfig, latent: int, stand_in: bool) -> TrialConfig:
@@ -150,7 +152,7 @@ def gmm_s(n_codes: int, latent: int, device: torch.device) -> float:
     sync(device)
     clock = time.perf_counter()
     try:
-        priors.fit_gmm_torch(spec, codes, device)  # its own k-means start, then the iterations
+        fit_gmm_torch(spec, codes, device)  # its own k-means start, then the iterations
     except ValueError as exc:
         print(f"# GMM at latent {latent}: {exc}")
         return math.nan
@@ -173,7 +175,7 @@ class Measured:
 
     def trial_seconds(self, cfg: TrialConfig) -> dict[str, float]:
         key = model_key(cfg)
-        n_train = TRAIN_IMAGES[cfg.dataset]
+        n_train = DATASETS[cfg.dataset].train_images
         decoded = len(SCORED_SETS) * cfg.n_samples
         gmm = float(np.interp(cfg.latent, list(self.gmm_s), list(self.gmm_s.values())))
         return {

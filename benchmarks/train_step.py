@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import torch
 
 from benchmarks.common import arguments, print_table, random_images, setup, sync
-from study.resources import TRAIN_IMAGES
 from trainables.config import TrialConfig, make_config
 from trainables.cuda_graph import batch_lengths
 from trainables.data import DATASETS
@@ -80,7 +79,7 @@ def time_steps(
 
 def trial_train_s(cfg: TrialConfig, timing: StepTiming) -> float:
     """Training time of a whole trial of cfg at this step time, on its dataset's training set."""
-    steps = cfg.epochs * len(batch_lengths(TRAIN_IMAGES[cfg.dataset], cfg.batch_size))
+    steps = cfg.epochs * len(batch_lengths(DATASETS[cfg.dataset].train_images, cfg.batch_size))
     return timing.setup_s + steps * timing.step_s
 
 

@@ -9,7 +9,7 @@ in its row.
                                                                       # (target: <= 45 s)
 
 --size paper reads CIFAR-10 from $DAE_DATA_ROOT where it is; otherwise it writes 50,000 + 10,000
-32x32 patches of photographs (benchmarks.common.natural_images) in the official file format to a
+32x32 patches of photographs (trainables.testing.natural_images) in the official file format to a
 temporary folder: the same work per image as CIFAR-10, and natural-image codes for the GMM. Without
 the Inception weights on disk the same network with random weights is used (same cost; the scores
 are then not FID). The reference statistics are computed before the trials start: the study
@@ -17,16 +17,17 @@ computes them once per dataset and every trial reads them from the cache.
 """
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import arguments, natural_images, print_table, setup
+from benchmarks.common import arguments, print_table, setup
 from trainables import features
 from trainables.config import make_config
-from trainables.data import DatasetMissing, check_available, load_for_config
+from trainables.data import check_available, load_for_config
+from trainables.errors import DatasetMissing, WeightsMissing
+from trainables.testing import natural_images, write_cifar10_fixture
 from trainables.trial import EVAL_PHASES, run_trial, subset
 
 SIZES = {"cpu": {"dataset": "digits", "epochs": 10}, "paper": {"dataset": "cifar10"}}
@@ -43,14 +44,11 @@ def cifar10_or_patches(folder: Path) -> tuple[dict, str]:
         check_available("cifar10", cfg.data_path)
         return {}, f"CIFAR-10 from {cfg.data_path}"
     except DatasetMissing:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from fixtures import write_cifar10_fixture
-
         root = write_cifar10_fixture(
             folder / "data",
             n_train_per_batch=CIFAR10_TRAIN // 5,
             n_test=CIFAR10_TEST,
-            images=natural_images(CIFAR10_TRAIN + CIFAR10_TEST).numpy(),
+            images=natural_images(CIFAR10_TRAIN + CIFAR10_TEST),
         )
         overrides = {"data_root": str(root), "verify_checksums": False}
         return overrides, "CIFAR-10-shaped patches of photographs (no dataset here)"
@@ -61,7 +59,7 @@ def fid_weights_or_random(folder: Path) -> str:
     missing."""
     try:
         return f"FID Inception, real weights ({features.find_fid_weights().source})"
-    except features.WeightsMissing:
+    except WeightsMissing:
         pass
     path = folder / features.FID_WEIGHTS_FILE
     torch.save(features.random_inception_state_dict(), path)

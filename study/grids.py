@@ -3,7 +3,7 @@
 A grid entry holds only what differs from TrialConfig's defaults (the paper's protocol). Grids are
 named here (GRIDS) or read from a JSON/YAML file of the same shape (`from_file`); `expand` can apply
 overrides to every entry (the launcher's --set). A curve is every trial sharing all scientific
-fields but `latent` (and `seed`, which is the replicate); `curve_label` names one for people.
+fields but `latent` (and `seed`, which is the replicate): trainables/curves.py.
 """
 
 import difflib
@@ -13,18 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from analysis.published import COMPARISON_LATENT
-from trainables.config import (
-    BCE_REDUCTIONS,
-    CURVE_FIELDS,
-    FIELDS,
-    MODELS,
-    PROTOCOL_FIELDS,
-    READINGS,
-    TrialConfig,
-    make_config,
-    shown,
-)
+from trainables.config import FIELDS, ConfigError, TrialConfig, choices, make_config, shown
+from trainables.errors import BadInput
+from trainables.published import COMPARISON_LATENT
 
 # Depth-1 DAE/VAE curves (Figure 1, Tables 2-3): every latent size in Tables 2-3 (32 ... 768) plus
 # 16, 24, 48 and 1024, so that each minimum has points on both sides (VAEs above 512 may diverge:
@@ -39,6 +30,7 @@ def _sweeps(latents, *curves: dict) -> list[dict]:
     return [{**curve, "latent": latent} for curve in curves for latent in latents]
 
 
+MODELS = choices("model")
 CIFAR10 = {"dataset": "cifar10"}
 TABLE1_CIFAR10 = [
     *_sweeps(
@@ -72,10 +64,10 @@ VAE_READINGS = [
         "bce_reduction": reduction,
     }
     for dataset, latent in COMPARISON_LATENT.items()
-    for reduction in BCE_REDUCTIONS
+    for reduction in choices("bce_reduction")
 ]
 
-# The offline default: 8 trials of ~20 s on one core, so the whole launch fits 3 minutes on 2 cores.
+# The offline default: 8 small trials, so that the whole launch fits minutes on a laptop's CPU.
 # Batch 32 gives 42 steps an epoch instead of 11: more updates for the same compute on 1,347 images.
 DIGITS_BASE = {"dataset": "digits", "filters": 8, "batch_size": 32, "epochs": 10}
 DIGITS = _sweeps((4, 8, 16, 32), *({**DIGITS_BASE, "model": model} for model in MODELS))
@@ -123,11 +115,11 @@ class Grid:
 
 
 def named_grid(name: str) -> Grid:
-    """One of GRIDS; ValueError suggests the closest name for a typo."""
+    """One of GRIDS; BadInput suggests the closest name for a typo."""
     if name not in GRIDS:
         hint = difflib.get_close_matches(name, GRIDS, n=1)
         suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(
+        raise BadInput(
             f"unknown grid {name!r}{suggestion}; known grids: {', '.join(GRIDS)} "
             "(or pass --grid-file PATH)"
         )
@@ -147,20 +139,20 @@ def from_file(path: str | Path) -> Grid:
             raw = f.read(MAX_GRID_FILE_BYTES + 1)
         text = raw.decode()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(
+        raise BadInput(
             f"grid file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}); {fix}"
         ) from None
     if len(raw) > MAX_GRID_FILE_BYTES:
-        raise ValueError(f"grid file {path}: larger than {MAX_GRID_FILE_BYTES:,} bytes; {fix}")
+        raise BadInput(f"grid file {path}: larger than {MAX_GRID_FILE_BYTES:,} bytes; {fix}")
     try:
         entries = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         kind = "JSON" if path.suffix == ".json" else "YAML"
-        raise ValueError(
+        raise BadInput(
             f"grid file {path}: not valid {kind} ({str(exc).splitlines()[0][:200]}); {fix}"
         ) from None
     if _expands_beyond(entries, MAX_GRID_VALUES):
-        raise ValueError(
+        raise BadInput(
             f"grid file {path}: expands to more than {MAX_GRID_VALUES:,} values "
             f"(YAML aliases?); {fix}"
         )
@@ -169,7 +161,7 @@ def from_file(path: str | Path) -> Grid:
         or not entries
         or not all(isinstance(entry, dict) for entry in entries)
     ):
-        raise ValueError(
+        raise BadInput(
             f"grid file {path}: expected a non-empty list of mappings, got {shown(entries)}; {fix}"
         )
     return Grid(path.stem, entries, f"grid file {path}")
@@ -202,12 +194,12 @@ def _check_overrides(overrides: dict) -> None:
     """Keys of --set: known config fields, and not the seed (that is the replicate)."""
     for key, value in overrides.items():
         if key == "seed":
-            raise ValueError(f"{_format_override(key, value)}: {SEED_IS_THE_REPLICATE}")
+            raise BadInput(f"{_format_override(key, value)}: {SEED_IS_THE_REPLICATE}")
         if key not in FIELDS:
             try:
                 make_config({key: value})  # its message names the key and the closest known one
-            except ValueError as exc:
-                raise ValueError(f"{_format_override(key, value)}: {exc}") from None
+            except ConfigError as exc:
+                raise BadInput(f"{_format_override(key, value)}: {exc}") from None
 
 
 def expand(
@@ -218,70 +210,38 @@ def expand(
 
     runtime holds the fields that do not change a trial's identity (data_root, cache_dir, ...);
     overrides (the launcher's --set) replace a field in every entry. Entries that become the same
-    trial run once. Raises ValueError naming the grid, the entry, the --set if one is to blame, and
+    trial run once. Raises BadInput naming the grid, the entry, the --set if one is to blame, and
     the bad key.
     """
     grid = named_grid(grid) if isinstance(grid, str) else grid
     if seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+        raise BadInput(f"--seeds must be at least 1, got {seeds}")
     overrides = overrides or {}
     _check_overrides(overrides)
     configs: dict[str, TrialConfig] = {}
     for index, entry in enumerate(grid.entries):
         if "seed" in entry:
             where = f"{grid.source}, entry {index} {shown(entry)}"
-            raise ValueError(f"{where}: {SEED_IS_THE_REPLICATE}")
+            raise BadInput(f"{where}: {SEED_IS_THE_REPLICATE}")
         for replicate in range(seeds):
             try:
                 cfg = make_config({**entry, **(runtime or {}), **overrides, "seed": replicate})
-            except ValueError as exc:
+            except ConfigError as exc:
                 raise _config_error(grid, index, entry, overrides, exc) from None
             configs.setdefault(cfg.trial_id(), cfg)
     return list(configs.values())
 
 
 def _config_error(
-    grid: Grid, index: int, entry: dict, overrides: dict, exc: ValueError
-) -> ValueError:
+    grid: Grid, index: int, entry: dict, overrides: dict, exc: ConfigError
+) -> BadInput:
     """Where the bad value came from: the --set alone, the --set with this entry, or the entry."""
     key = str(exc).split(":")[0]
     where = f"{grid.source}, entry {index} {shown(entry)}"
     if key not in overrides:
-        return ValueError(f"{where}: {exc}")
+        return BadInput(f"{where}: {exc}")
     try:
         make_config({key: overrides[key]})
-    except ValueError as alone:  # wrong whatever the entry: the --set is the whole story
-        return ValueError(f"{_format_override(key, overrides[key])}: {alone}")
-    return ValueError(f"{where} with {_format_override(key, overrides[key])}: {exc}")
-
-
-def curve_key(fields: dict) -> tuple:
-    """What a curve shares (from cfg.science() or a stored row): all but the latent and the seed."""
-    return tuple((name, fields[name]) for name in CURVE_FIELDS)
-
-
-def curve_label(cfg: TrialConfig) -> str:
-    """e.g. 'cifar10 dae f128 d3-3-2-1 bn noise0.5 frozen': the axes of Table 1, only where set;
-    then each protocol field and reading that differs from the dataset's default, as key=value."""
-    parts = [cfg.dataset, cfg.model, f"f{cfg.filters}", f"d{cfg.depth}"]
-    if cfg.latent_norm != "none":
-        parts.append(cfg.latent_norm)
-    if cfg.noise_std > 0:
-        parts.append(f"noise{cfg.noise_std:g}")
-    if cfg.freeze_latent:
-        parts.append("frozen")
-    defaults = make_config({"dataset": cfg.dataset, "model": cfg.model})
-    parts += [
-        f"{k}={getattr(cfg, k)}"
-        for k in (*PROTOCOL_FIELDS, *READINGS)
-        if getattr(cfg, k) != getattr(defaults, k)
-    ]
-    return " ".join(parts)
-
-
-def curves(configs: list[TrialConfig]) -> dict[tuple, list[TrialConfig]]:
-    """Group configs by curve (replicates together), in grid order."""
-    grouped: dict[tuple, list[TrialConfig]] = {}
-    for cfg in configs:
-        grouped.setdefault(curve_key(cfg.science()), []).append(cfg)
-    return grouped
+    except ConfigError as alone:  # wrong whatever the entry: the --set is the whole story
+        return BadInput(f"{_format_override(key, overrides[key])}: {alone}")
+    return BadInput(f"{where} with {_format_override(key, overrides[key])}: {exc}")

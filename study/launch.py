@@ -56,18 +56,16 @@ if __name__ == "__main__":  # the imports below take seconds; a stop then is a c
 import torch
 
 from analysis.results import usable
-from study import grids
+from study import grids, layout
 from study.resources import gpu_fraction
-from study.store import FINISHED, ResultStore, StoreWriteError, check_usable, survey
-from trainables import checkpoints, data, features
+from study.store import FINISHED, ResultStore, check_usable, survey
+from trainables import checkpoints, curves, data, features
 from trainables.config import TrialConfig
-from trainables.schema import SAMPLERS
+from trainables.errors import BadInput, DatasetMissing, StoreWriteError, StudyError, WeightsMissing
+from trainables.schema import Status
+from trainables.scored_sets import FITTED, LABELS
 
-# The samplers the paper draws from, for the summary and --search-metric (N(0,I) is in the store).
-REPORTED_SAMPLERS = ("mvg", "gmm")
-EXIT_FAILED_TRIAL = 1
-EXIT_BAD_INPUT = 2
-EXIT_STORE_UNWRITABLE = 3
+EXIT_FAILED_TRIAL = 1  # a trial's row says `failed`; the launch itself went well
 # Ray runs each trial in a folder of its own: a relative path in these means the launcher's folder.
 PATH_VARIABLES = ("DAE_DATA_ROOT", "DAE_CACHE_DIR", "DAE_FID_WEIGHTS")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -75,9 +73,6 @@ ADDRESS_TIMEOUT_S = 10
 RAY_PORT = 6379  # a Ray head's default port; 10001 for a Ray Client (ray://) address
 RAY_CLIENT_PORT = 10001
 RESUME = "rerun the same command to resume"
-# Mid-trial checkpoints go into the store unless --checkpoint-dir says otherwise: a "_" folder,
-# which every reader of the store skips.
-CHECKPOINTS_IN_STORE = "_checkpoints"
 
 
 @contextlib.contextmanager
@@ -223,7 +218,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--search-metric",
-        choices=[f"fd_{name}" for name in REPORTED_SAMPLERS],
+        choices=[f"fd_{name}" for name in FITTED],
         default="fd_mvg",
         help="what the search minimises",
     )
@@ -252,7 +247,8 @@ def _plan(args: argparse.Namespace) -> list[TrialConfig]:
     grid = grids.from_file(args.grid_file) if args.grid_file else grids.named_grid(args.grid)
     args.grid = grid.name  # the tag every row carries
     trials = grids.expand(grid, args.seeds, runtime, dict(args.overrides))[: args.limit]
-    in_store = str(Path(args.results).expanduser().absolute() / CHECKPOINTS_IN_STORE)
+    # mid-trial checkpoints go into the store unless --checkpoint-dir says otherwise
+    in_store = str(Path(args.results).expanduser().absolute() / layout.CHECKPOINTS)
     trials = [
         dataclasses.replace(
             cfg,
@@ -263,7 +259,10 @@ def _plan(args: argparse.Namespace) -> list[TrialConfig]:
         for cfg in trials
     ]
     for location in sorted({cfg.checkpoint_dir for cfg in trials if cfg.checkpoint_every}):
-        checkpoints.filesystem(location)  # ValueError, OSError: one that cannot be used
+        try:
+            checkpoints.filesystem(location)
+        except (ValueError, OSError) as exc:  # an unknown protocol, a bucket that cannot be reached
+            raise BadInput(f"--checkpoint-dir {location}: {exc}") from None
     if args.address:
         _check_address(args.address)
         if any(cfg.checkpoint_every and cfg.checkpoint_dir == in_store for cfg in trials):
@@ -289,7 +288,7 @@ def _check_local_resources(args: argparse.Namespace, trials: list[TrialConfig]) 
     cluster, --address, nodes come and go: Ray and the trial rows say what is missing there.)"""
     cores = os.cpu_count() or 1
     if args.cpus_per_trial > cores:
-        raise ValueError(
+        raise BadInput(
             f"--cpus-per-trial {args.cpus_per_trial}: this machine has {cores} CPU cores, so no "
             f"trial could ever start; pass --cpus-per-trial {cores} or less"
         )
@@ -297,14 +296,14 @@ def _check_local_resources(args: argparse.Namespace, trials: list[TrialConfig]) 
     share = args.gpus_per_trial
     if (share == "table" and not gpus) or (share not in ("auto", "table") and share > gpus):
         having = f"has {gpus} GPUs" if gpus else "has none"
-        raise ValueError(f"--gpus-per-trial {share} asks for GPUs, but this machine {having}")
+        raise BadInput(f"--gpus-per-trial {share} asks for GPUs, but this machine {having}")
     for cfg in trials:
         if not cfg.device.startswith("cuda"):
             continue
         index = int(cfg.device.partition(":")[2] or 0)
         seen = _gpus_seen_by_a_trial(share, cfg, gpus)
         if index >= seen:
-            raise ValueError(
+            raise BadInput(
                 f"device: {cfg.device} asks for GPU {index}, but a trial here sees {seen} GPU(s) "
                 "(Ray shows each trial its share of a card as cuda:0); use device=cuda or auto"
             )
@@ -336,7 +335,7 @@ def _check_address(address: str) -> None:
         why = f"{port!r} is not a port number"
     except OSError as exc:  # refused, unknown host, timed out
         why = exc.strerror or str(exc) or type(exc).__name__
-    raise ValueError(
+    raise BadInput(
         f"--address {address}: cannot reach a Ray cluster there ({why}); check the address "
         "(host:port of the head, or auto on a node of the cluster), or leave --address out to "
         "run on this machine"
@@ -354,7 +353,7 @@ def _missing_inputs(trials: list[TrialConfig]) -> list[str]:
     for check in checks:
         try:
             check()
-        except FileNotFoundError as exc:  # DatasetMissing, WeightsMissing
+        except (DatasetMissing, WeightsMissing) as exc:
             missing.append(str(exc))
     return missing
 
@@ -375,14 +374,14 @@ def _download_inputs(trials: list[TrialConfig]) -> None:
 
 def _print_plan(args: argparse.Namespace, trials: list[TrialConfig], done: set[str]) -> None:
     """The dry run: curves, counts, and what is missing."""
-    grouped = grids.curves(trials)
+    grouped = curves.group(trials)
     todo = sum(cfg.trial_id() not in done for cfg in trials)
     print(
         f"grid {args.grid}: {len(grouped)} curves, {len(trials)} trials ({args.seeds} seed(s) each)"
     )
     for curve in grouped.values():
         latents = sorted({cfg.latent for cfg in curve})
-        label = grids.curve_label(curve[0])
+        label = curves.label(curve[0].science())
         print(f"  {label:48s} {len(latents):3d} latents: {' '.join(map(str, latents))}")
     print(f"{len(trials) - todo} already done in {Path(args.results).absolute()}, {todo} to run")
     if args.search:
@@ -407,18 +406,18 @@ def _summary(store: ResultStore, trials: list[TrialConfig]) -> None:
     # scipy.stats takes seconds to import: paid only by a launch that gets this far
     from analysis.optimum import find_optima, latent_stats
 
-    labels = {grids.curve_key(cfg.science()): grids.curve_label(cfg) for cfg in trials}
+    labels = {curves.key(cfg.science()): curves.label(cfg.science()) for cfg in trials}
     ok = usable(store.read())
-    ok_rows = Counter(grids.curve_key(row) for row in ok.to_dict("records"))
+    ok_rows = Counter(curves.key(row) for row in ok.to_dict("records"))
     optima = {
-        (grids.curve_key(best), best["sampler"]): best
+        (curves.key(best), best["sampler"]): best
         for best in find_optima(latent_stats(ok)).to_dict("records")
     }
     width = max(len(label) for label in labels.values())
     print(f"\n{'curve':{width}s}  sampler  best latent  score     metric           ok rows")
     for key, label in labels.items():
-        for sampler in REPORTED_SAMPLERS:
-            name = SAMPLERS[sampler]
+        for sampler in FITTED:
+            name = LABELS[sampler]
             best = optima.get((key, sampler))
             if best is None:
                 print(f"{label:{width}s}  {name:7s}  (no ok rows yet)")
@@ -472,9 +471,9 @@ def _run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore
         return 0
     try:
         loaded = {} if args.data_on_nodes else _load_datasets(trials if args.search else todo)
-    except (ValueError, OSError) as exc:  # DatasetCorrupt, an unreadable file
+    except BadInput as exc:  # DatasetCorrupt: a checksum, an unreadable file
         _tell(f"launch: error: {exc}")
-        return EXIT_BAD_INPUT
+        return exc.exit_code
     from study import runner  # imports Ray: only when there is something to run
 
     start = time.monotonic()
@@ -516,7 +515,7 @@ def _load_datasets(trials: list[TrialConfig]) -> dict[tuple, data.Dataset]:
 
 def _finished(args: argparse.Namespace) -> frozenset[str]:
     """The statuses a relaunch keeps instead of running the trial again."""
-    return frozenset({"ok"}) if args.rerun_diverged else FINISHED
+    return frozenset({Status.OK}) if args.rerun_diverged else FINISHED
 
 
 def _dry_run(args: argparse.Namespace, trials: list[TrialConfig]) -> int:
@@ -547,13 +546,13 @@ def _launch(args: argparse.Namespace, received: list[int]) -> int:
             return _dry_run(args, trials)
         missing = _missing_inputs(trials)
         if missing:
-            raise FileNotFoundError("\n".join(missing))
+            raise BadInput("\n".join(missing))
         store = ResultStore(args.results)
     except KeyboardInterrupt:
         return _interrupted(received, "nothing ran")
-    except (ValueError, OSError, RuntimeError) as exc:  # bad input, missing files, unusable store
+    except StudyError as exc:  # bad input, missing files, an unusable store: nothing ran
         print(f"launch: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exc.exit_code
     with store:
         try:
             return _run(args, trials, store)
@@ -561,10 +560,10 @@ def _launch(args: argparse.Namespace, received: list[int]) -> int:
             return _interrupted(received, f"{_stored(store)}; {RESUME}")
         except StoreWriteError as exc:
             _tell(f"launch: error: {exc}; {_stored(store)}; make it writable and {RESUME}")
-            return EXIT_STORE_UNWRITABLE
-        except ConnectionError as exc:  # ray.init could not join --address
+            return exc.exit_code
+        except StudyError as exc:  # e.g. ray.init could not join --address
             _tell(f"launch: error: {exc}")
-            return EXIT_BAD_INPUT
+            return exc.exit_code
 
 
 def _interrupted(received: list[int], what: str) -> int:

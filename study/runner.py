@@ -9,6 +9,8 @@ loss is reported too, without ROW_KEY, for Tune's progress and TensorBoard logs.
 import contextlib
 import dataclasses
 import datetime
+import functools
+import json
 import logging
 import math
 import os
@@ -24,12 +26,14 @@ from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.search.optuna import OptunaSearch
 
-from study import grids
+from study import layout
 from study.resources import gpu_fraction, longest_first
-from study.store import FINISHED, ResultStore, StoreWriteError, UnstorableRow
+from study.store import FINISHED, ResultStore
 from study.watchdog import WATCH_TAG
-from trainables import checkpoints, data
+from trainables import checkpoints, curves, data
 from trainables.config import TrialConfig, make_config
+from trainables.errors import BadInput, StoreWriteError, UnstorableRow
+from trainables.schema import Status
 from trainables.trial import new_row, run_trial, traceback_summary
 
 ROW_KEY = "dae_study_row"
@@ -42,9 +46,6 @@ EPOCH_KEY = "epoch"
 LOSS_KEY = "train_loss"
 # Retries of a trial whose worker died (deterministic errors come back as failed rows).
 MAX_FAILURES = 2
-# Tune's experiment state goes inside the store: pyarrow skips "_" folders, the store (not Tune) is
-# what a relaunch resumes from, and a lost worker's error.txt stays next to the row that reports it.
-TUNE_DIR = "_tune"
 QUIET_LOGGERS = (
     # "A new study created in memory", once per searched curve
     "optuna",
@@ -102,7 +103,7 @@ def ray_session(address: str | None):
         except (ConnectionError, ValueError) as exc:  # ValueError: a ray:// address, no ray[client]
             if not address:
                 raise
-            raise ConnectionError(f"cannot join the Ray cluster at {address}: {exc}") from None
+            raise BadInput(f"cannot join the Ray cluster at {address}: {exc}") from None
         _quiet()  # again: ray.init's logging config resets the levels of loggers below "ray"
         yield
 
@@ -153,6 +154,17 @@ def trial_overrides(config: dict) -> dict:
     return {**config["trial"], **({"latent": config["latent"]} if "latent" in config else {})}
 
 
+def config_of(config: dict) -> TrialConfig:
+    """A Tune trial's config as the TrialConfig it runs, made once per trial in this process
+    (Tune asks for its resources, and the callback for its label and row, several times)."""
+    return _make_config(json.dumps(trial_overrides(config), sort_keys=True))
+
+
+@functools.cache
+def _make_config(overrides: str) -> TrialConfig:
+    return make_config(json.loads(overrides))
+
+
 def on_given_gpu(overrides: dict, gpu_ids: list) -> dict:
     """A trial that Ray gave a GPU (`gpu_ids`, Ray's for this worker) runs on it or fails: with
     device `auto` it would train on the CPU, without a word, on a node whose CUDA does not work."""
@@ -191,18 +203,18 @@ def train_one(
         import torch
 
         torch.set_num_threads(cpus)
-        overrides = on_given_gpu(overrides, _gpus_given())
-        row = run_trial(overrides, _shared_images(overrides, datasets or {}), _report_epoch)
-        if row["status"] == "failed" and torch.cuda.is_available():
+        cfg = make_config(on_given_gpu(overrides, _gpus_given()))
+        row = run_trial(cfg, _shared_images(cfg, datasets or {}), _report_epoch)
+        if row["status"] == Status.FAILED and torch.cuda.is_available():
             # after an OOM, hand the card back to the trials packed beside this worker
             torch.cuda.empty_cache()
     except Exception as exc:  # the driver completes this row from the config (StoreCallback._write)
         row = {
-            "status": "failed",
+            "status": Status.FAILED,
             "error": f"{type(exc).__name__}: {exc}",
             "traceback": traceback_summary(exc),
         }
-    ok = row["status"] == "ok" and row[metric] is not None and math.isfinite(row[metric])
+    ok = row["status"] == Status.OK and row[metric] is not None and math.isfinite(row[metric])
     tune.report({SCORE_KEY: row[metric] if ok else math.nan, ROW_KEY: row})
 
 
@@ -216,15 +228,14 @@ def share_datasets(loaded: dict[tuple, data.Dataset]) -> dict[tuple, ray.ObjectR
     return {key: ray.put((d.train.numpy(), d.test.numpy())) for key, d in loaded.items()}
 
 
-def _shared_images(overrides: dict, datasets: dict[tuple, ray.ObjectRef]) -> data.Dataset | None:
-    cfg = make_config(overrides)
+def _shared_images(cfg: TrialConfig, datasets: dict[tuple, ray.ObjectRef]) -> data.Dataset | None:
     ref = datasets.get(data.source(cfg))
     return None if ref is None else data.from_arrays(cfg.dataset, *ray.get(ref))
 
 
 def _failed_row(cfg: TrialConfig, error: str) -> dict:
     """The row of a trial that made none itself (its worker died, or it raised): config and why."""
-    return {**new_row(cfg), "status": "failed", "error": error}
+    return {**new_row(cfg), "status": Status.FAILED, "error": error}
 
 
 def _remove_checkpoint(cfg: TrialConfig) -> None:
@@ -270,9 +281,11 @@ class StoreCallback(tune.Callback):
         )
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        overrides = trial_overrides(trial.config)
-        label = grids.curve_label(make_config(overrides))
-        print(f"worker lost running {label} latent {overrides['latent']}; retrying", flush=True)
+        cfg = config_of(trial.config)
+        print(
+            f"worker lost running {curves.label(cfg.science())} latent {cfg.latent}; retrying",
+            flush=True,
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if trial.trial_id in self.written:  # the row arrived; whatever failed came after it
@@ -280,28 +293,28 @@ class StoreCallback(tune.Callback):
         text = (trial.get_error() or "").strip()
         # Tune writes a "Failure # N" block per try
         last_failure = text.split("Failure # ")[-1].splitlines()[1:] or ["no error text"]
-        cfg = make_config(trial_overrides(trial.config))
+        cfg = config_of(trial.config)
         row = _failed_row(cfg, f"worker lost {trial.num_failures} times; last: {last_failure[0]}")
         row["traceback"] = text
         self._write(trials, trial, row)
 
     def _write(self, trials, trial, row: dict) -> None:
-        cfg = make_config(trial_overrides(trial.config))
+        cfg = config_of(trial.config)
         if row.get("trial_id") is None:  # an error outside run_trial: status, error, traceback
             row = {**_failed_row(cfg, row["error"]), **row}
         row = self._store(cfg, {**row, **self.tags, "replicate": row["seed"]})
         self.written.add(trial.trial_id)
         if row["status"] in FINISHED:  # kept for a failed row: its rerun resumes from it
             _remove_checkpoint(cfg)
-        if row["status"] == "ok":
+        if row["status"] == Status.OK:
             self.ok += 1
             gmm = "n/a" if row["fd_gmm"] is None else f"{row['fd_gmm']:.2f}"
             outcome = f"MVG {row['fd_mvg']:.2f}  GMM {gmm} ({row['wall_s']:.0f} s)"
         else:
-            self.diverged += row["status"] == "diverged"
-            self.failed += row["status"] != "diverged"
+            self.diverged += row["status"] == Status.DIVERGED
+            self.failed += row["status"] != Status.DIVERGED
             outcome = (row["error"] or "").splitlines()[0][:120]
-        label = grids.curve_label(cfg)
+        label = curves.label(cfg.science())
         self._progress(trials, trial, f"{row['status']} {label} latent {row['latent']}: {outcome}")
 
     def _store(self, cfg: TrialConfig, row: dict) -> dict:
@@ -353,7 +366,7 @@ def trial_resources(resources: Resources):
     def request(config: dict) -> tune.PlacementGroupFactory:
         gpus = resources.gpus_per_trial
         if gpus == "table":
-            gpus = gpu_fraction(make_config(trial_overrides(config)))
+            gpus = gpu_fraction(config_of(config))
         bundle = {"CPU": resources.cpus_per_trial, **({"GPU": gpus} if gpus else {})}
         return tune.PlacementGroupFactory([bundle])
 
@@ -383,12 +396,12 @@ def run_grid(
 def _measured_scores(store: ResultStore, cfg: TrialConfig, metric: str) -> dict[int, float]:
     """latent -> score of every ok row in the store on cfg's curve and seed."""
     rows = store.read()
-    rows = rows[(rows["status"] == "ok") & (rows["seed"] == cfg.seed)]
-    key = grids.curve_key(cfg.science())
+    rows = rows[(rows["status"] == Status.OK) & (rows["seed"] == cfg.seed)]
+    key = curves.key(cfg.science())
     return {
         int(row["latent"]): float(row[metric])
         for row in rows.to_dict("records")
-        if grids.curve_key(row) == key and math.isfinite(row[metric])
+        if curves.key(row) == key and math.isfinite(row[metric])
     }
 
 
@@ -423,7 +436,7 @@ def _run_search(
         ", ".join(f"{latent}: {score:.2f}" for latent, score in sorted(measured.items())) or "none"
     )
     print(
-        f"searching {grids.curve_label(curve[0])} seed {curve[0].seed} "
+        f"searching {curves.label(curve[0].science())} seed {curve[0].seed} "
         f"over latent {min(latents)}..{max(latents)}: "
         f"{trials} trials; already measured ({metric}) {known}",
         flush=True,
@@ -455,11 +468,11 @@ def run_searches(
     """One search per curve and seed, one after the other; a curve with a single latent has nothing
     to search."""
     callbacks = []
-    for curve in grids.curves(configs).values():
+    for curve in curves.group(configs).values():
         for seed in sorted({cfg.seed for cfg in curve}):
             replicate = [cfg for cfg in curve if cfg.seed == seed]
             if len({cfg.latent for cfg in replicate}) < 2:
-                label = grids.curve_label(replicate[0])
+                label = curves.label(replicate[0].science())
                 print(f"not searching {label} seed {seed}: one latent size, no range")
                 continue
             callbacks.append(_run_search(store, grid, replicate, resources, trials, metric, extras))
@@ -501,7 +514,10 @@ def _fit(
             ),
             run_config=tune.RunConfig(
                 name=f"{callback.tags['grid']}-{callback.tags['search']}-{datetime.datetime.now():%Y%m%d-%H%M%S}",
-                storage_path=str(store.path / TUNE_DIR),
+                # Tune's own state, inside the store: readers skip "_" folders, the store (not
+                # Tune) is what a relaunch resumes from, and a lost worker's error.txt stays
+                # beside the row that reports it
+                storage_path=str(store.path / layout.TUNE),
                 failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
                 callbacks=[callback, *loggers],
                 verbose=0,
@@ -512,7 +528,7 @@ def _fit(
         cause = _store_failure(exc, store)
         if cause is None:
             raise
-        message = f"cannot write to the results store {store.path} ({TUNE_DIR}/): {cause}"
+        message = f"cannot write to the results store {store.path} ({layout.TUNE}/): {cause}"
         raise StoreWriteError(message) from None
 
 

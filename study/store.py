@@ -1,24 +1,12 @@
-"""The results store: a directory of one-row Parquet part files that pandas reads as one table.
+"""The results store's writer: one launcher at a time publishes one-row Parquet parts into it.
 
-    results.parquet/
-        <trial_id>.parquet     the live row of that trial (file name = trial id: one live row each)
-        _superseded/           rows a rerun replaced (failed/diverged ones), kept, never overwritten
-        _corrupt/              part files that could not be read when the store opened
-        _foreign/              readable Parquet files that are not one row of this study
-        _tune/                 Ray Tune's own experiment state (study/runner.py), not results
-        _samples/              each trial's PNG grid of samples and reconstructions (<trial_id>.png)
-        .lock                  flock of the one launcher writing here; holds its pid
-        .tmp-<id>.parquet.partial  a part being written (gone once renamed into place)
-
-pyarrow skips names starting with "_" or ".", and a `*.parquet` glob (DuckDB, Polars) skips the
-subfolders and the temp files, whose names end in ".partial": either way a reader sees only the live
-rows (trainables.schema.live_parts), at any moment. Each part is written to its temp file, fsynced,
-then renamed into place (over the row it replaces, whose file was first hard-linked
-into _superseded/, so a crash at any point leaves a trial with its old row or its new one, never
-none). Parts carry page checksums, and opening the store reads every part in full, so a damaged one
-is moved aside and reported instead of trusted; so is a file that is not a row of this study, and a
-second live row of one trial (the worse of the two: see STATUS_RANK). Only the driver writes, so
-workers on other nodes need no shared filesystem.
+The layout (which file is what, which are rows, how the store reads) is study/layout.py's. Each part
+is written to its temp file, fsynced, then renamed into place (over the row it replaces, whose file
+was first hard-linked into _superseded/, so a crash at any point leaves a trial with its old row or
+its new one, never none). Parts carry page checksums, and opening the store reads every part in
+full, so a damaged one is moved aside and reported instead of trusted; so is a file that is not a
+row of this study, and a second live row of one trial (the worse of the two: see STATUS_RANK). Only
+the driver writes, so workers on other nodes need no shared filesystem.
 """
 
 import datetime
@@ -33,49 +21,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trainables.files import atomic_write
-from trainables.schema import (
-    RESULT_SCHEMA,
-    SAMPLE_GRID,
-    StoreError,
-    conform,
-    live_parts,
-    read_store,
-    stray_files,
-    to_table,
-)
+from study import layout
+from study.layout import CORRUPT, FOREIGN, LOCK, SUPERSEDED, TEMP_PREFIX
+from trainables.errors import StoreError, StoreUnusable, StoreWriteError, UnstorableRow
+from trainables.files import atomic_write, write_synced
+from trainables.schema import RESULT_SCHEMA, SAMPLE_GRID, Status, conform, to_table
 
-SUPERSEDED = "_superseded"
-CORRUPT = "_corrupt"
-FOREIGN = "_foreign"
-SAMPLES = "_samples"
-LOCK = ".lock"
-# Leading ".": pyarrow skips it; trailing ".partial": a "*.parquet" glob does (DuckDB's and Polars'
-# globs match hidden files). Opening the store deletes every TEMP_PREFIX file: none is a row.
-TEMP_PREFIX = ".tmp-"
-# Outcomes of the experiment itself, which a relaunch keeps: a diverged trial is a result (the seed
-# fixes it), while "failed" says the machinery broke (a lost worker, a bad file, out of memory) and
-# the trial runs again.
-FINISHED = frozenset({"ok", "diverged"})
+# Outcomes of the experiment itself, which a relaunch keeps; a FAILED trial runs again.
+FINISHED = frozenset({Status.OK, Status.DIVERGED})
 # Of two rows of one trial, the live one is the better outcome (then the later start): a stale
 # failed row, copied back into the store or written by a retry, never hides an ok one.
-STATUS_RANK = {"failed": 0, "diverged": 1, "ok": 2}
+STATUS_RANK = {Status.FAILED: 0, Status.DIVERGED: 1, Status.OK: 2}
 _NEVER = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
-
-
-class StoreWriteError(StoreError):
-    """Writing to the store failed (read-only, full, a file where a folder belongs): the launch
-    stops, since every row after this one would be lost too."""
-
-
-class UnstorableRow(StoreError):
-    """A row holds a value its column cannot (the store is fine; the next row may well fit)."""
-
-
-def read_part(part: Path) -> pa.Table:
-    """One part file in full, its page checksums verified; OSError or ArrowException when it is
-    damaged."""
-    return pq.read_table(part, page_checksum_verification=True)
 
 
 @dataclass(frozen=True)
@@ -91,7 +48,7 @@ class LivePart:
     def merit(self, store: Path) -> tuple:
         """What decides between two rows of one trial, deterministically: outcome, start, then a
         file named for its trial at the top of the store, then the path."""
-        canonical = self.path == store / f"{self.trial_id}.parquet"
+        canonical = self.path == store / layout.part_name(self.trial_id)
         return STATUS_RANK[self.status], self.started_at or _NEVER, canonical, str(self.path)
 
 
@@ -110,10 +67,10 @@ class Survey:
 
 def survey(path: Path) -> Survey:
     """Read every live part of the store in full (page checksums, schema, one row each)."""
-    found = Survey(stray=stray_files(path) if path.is_dir() else [])
-    for part in live_parts(path) if path.is_dir() else []:
+    found = Survey(stray=layout.stray_files(path) if path.is_dir() else [])
+    for part in layout.live_parts(path) if path.is_dir() else []:
         try:
-            table = read_part(part)
+            table = layout.read_part(part)
         except (OSError, pa.ArrowException):  # truncated, not Parquet, a bad checksum
             found.unreadable.append(part)
             continue
@@ -180,7 +137,7 @@ class ResultStore:
             # held open (and locked) for the launcher's lifetime
             lock_file = open(self.path / LOCK, "a+")
         except OSError as exc:
-            raise StoreError(
+            raise StoreUnusable(
                 f"cannot write the results store {self.path}: {exc.strerror or exc}; {FIX}"
             ) from None
         try:
@@ -189,7 +146,7 @@ class ResultStore:
             lock_file.seek(0)
             holder = lock_file.read().strip() or "unknown"
             lock_file.close()
-            raise StoreError(_held_by(holder, self.path)) from None
+            raise StoreUnusable(_held_by(holder, self.path)) from None
         lock_file.truncate(0)
         lock_file.write(str(os.getpid()))
         lock_file.flush()
@@ -205,7 +162,7 @@ class ResultStore:
         self.close()
 
     def part(self, trial_id: str) -> Path:
-        return self.path / f"{trial_id}.parquet"
+        return self.path / layout.part_name(trial_id)
 
     def _aside(self, part: Path, folder: str) -> Path:
         target = self.path / folder / f"{part.stem}.{time.time_ns()}.parquet"
@@ -226,20 +183,13 @@ class ResultStore:
         os.replace(self._write_temp(conform(pq.read_table(part), part), part), part)
 
     def _temp(self, part: Path) -> Path:
-        return self.path / f"{TEMP_PREFIX}{part.name}.partial"
+        return self.path / layout.temp_name(part)
 
     def _write_temp(self, table: pa.Table, part: Path) -> Path:
         """A complete, fsynced file under a hidden name; renaming it over `part` publishes it. A
         write that fails (or is interrupted) takes its temp file with it."""
         temp = self._temp(part)
-        try:
-            with open(temp, "wb") as f:
-                pq.write_table(table, f, write_page_checksum=True)
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        write_synced(temp, lambda f: pq.write_table(table, f, write_page_checksum=True))
         return temp
 
     def done(self, finished: frozenset[str] = FINISHED) -> set[str]:
@@ -266,7 +216,7 @@ class ResultStore:
         current = self._live.get(row["trial_id"])
         outranked = current is not None and STATUS_RANK[row["status"]] < STATUS_RANK[current.status]
         if grid is not None and not outranked:
-            row["samples_png"] = f"{SAMPLES}/{row['trial_id']}.png"
+            row["samples_png"] = layout.sample_grid(row["trial_id"])
         try:
             table = to_table([row])
         except _VALUE_ERRORS as exc:
@@ -309,7 +259,7 @@ class ResultStore:
     def read(self) -> pd.DataFrame:
         """All live rows (what pandas.read_parquet(path) gives), with every column even when
         empty."""
-        return read_store(self.path)
+        return layout.read_store(self.path)
 
 
 _VALUE_ERRORS = (pa.ArrowException, OverflowError, TypeError, ValueError)
@@ -337,20 +287,20 @@ FIX = "pass --results a folder you can write (it is created if missing)"
 
 
 def _check_folder(path: Path) -> None:
-    """StoreError unless `path` is a folder that can be written, or can be made in one."""
+    """StoreUnusable unless `path` is a folder that can be written, or can be made in one."""
     if path.exists() and not path.is_dir():
-        raise StoreError(
+        raise StoreUnusable(
             f"cannot use {path} as the results store: it is a file, not a folder; {FIX}"
         )
     existing = next(folder for folder in (path, *path.parents) if folder.exists())
     if not existing.is_dir():
-        raise StoreError(f"cannot write the results store {path}: {existing} is a file; {FIX}")
+        raise StoreUnusable(f"cannot write the results store {path}: {existing} is a file; {FIX}")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise StoreError(f"cannot write the results store {path}: permission denied; {FIX}")
+        raise StoreUnusable(f"cannot write the results store {path}: permission denied; {FIX}")
 
 
 def check_usable(path: Path) -> None:
-    """StoreError unless a launcher could open the store at `path` now: a folder that can be
+    """StoreUnusable unless a launcher could open the store at `path` now: a folder that can be
     written (or made) and that no other launcher holds. Creates and locks nothing (a dry run)."""
     _check_folder(path)
     if not (path / LOCK).is_file():
@@ -359,4 +309,4 @@ def check_usable(path: Path) -> None:
         try:
             fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StoreError(_held_by(held.read().strip() or "unknown", path)) from None
+            raise StoreUnusable(_held_by(held.read().strip() or "unknown", path)) from None

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import published
 from analysis.results import usable
+from trainables import published
 from trainables.config import make_config
 
 OPTIMUM = 96

@@ -9,7 +9,8 @@ from analysis_data import OPTIMUM, bowl, curve_rows, make_row, offset, write_sto
 from scipy import stats
 
 from analysis.optimum import find_optima, latent_stats, welch_interval
-from analysis.results import StoreError, load, usable
+from analysis.results import load, usable
+from trainables.errors import StoreError
 
 CURVE = {"dataset": "cifar10", "filters": 64, "model": "dae"}
 

@@ -6,7 +6,7 @@ import math
 import pytest
 from analysis_data import only
 
-from analysis import published
+from trainables import published
 
 
 def cell(table, column, **where):

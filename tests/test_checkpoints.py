@@ -17,7 +17,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from study import launch, runner
 from study.grids import SMOKE_BASE
-from study.store import live_parts
+from study.layout import live_parts
 from trainables import checkpoints, data, digits_cnn, trial
 from trainables.config import make_config
 from trainables.trial import run_trial

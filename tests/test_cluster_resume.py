@@ -24,14 +24,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from fixtures import write_cifar10_fixture
 from launching import REPO, kill_sessions, session_members, start
 from test_reliability import kill_and_wait
 
-from study import runner
+from study import layout
 from study.grids import SMOKE_BASE
 from trainables import digits_cnn, features
 from trainables.config import make_config
+from trainables.testing import write_cifar10_fixture
 from trainables.trial import run_trial
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -114,7 +114,7 @@ def test_a_worker_killed_mid_training_is_retried_and_resumes_from_its_checkpoint
     assert not checkpoint.exists()  # removed once the row landed
     assert_same_result(row, uninterrupted_row(LONG, cache))
     # Tune's TensorBoard logs hold the per-epoch loss (a file per attempt)
-    events = list(store.glob(f"{runner.TUNE_DIR}/*/*/events.out.tfevents.*"))
+    events = list(store.glob(f"{layout.TUNE}/*/*/events.out.tfevents.*"))
     assert len(events) == 2 and all(b"train_loss" in file.read_bytes() for file in events)
 
 

@@ -3,7 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from trainables.config import FIELDS, INT_MAXIMA, VALUES_BEFORE, TrialConfig, make_config
+from trainables.config import FIELDS, VALUES_BEFORE, Interval, TrialConfig, make_config
 
 
 def test_defaults_are_the_papers_protocol():
@@ -188,10 +188,16 @@ def test_config_is_frozen_and_replace_revalidates():
 def test_every_integer_field_has_a_maximum_that_int64_holds():
     """The store keeps integers as int64: a new integer field must be bounded too."""
     ints = {name for name, f in FIELDS.items() if f.type in (int, "int")}
-    assert set(INT_MAXIMA) == ints
-    assert all(0 < maximum < np.iinfo(np.int64).max for maximum in INT_MAXIMA.values())
-    largest = make_config({**INT_MAXIMA, "filters": 4096})  # the maxima themselves are accepted
-    assert dataclasses.asdict(largest)["n_samples"] == INT_MAXIMA["n_samples"]
+    maxima = {
+        name: constraint.high
+        for name in ints
+        for constraint in FIELDS[name].metadata["constraints"]
+        if isinstance(constraint, Interval) and constraint.high is not None
+    }
+    assert set(maxima) == ints
+    assert all(0 < maximum < np.iinfo(np.int64).max for maximum in maxima.values())
+    largest = make_config(maxima)  # the maxima themselves are accepted (4096 is a power of two)
+    assert dataclasses.asdict(largest)["n_samples"] == maxima["n_samples"]
 
 
 def test_the_smallest_values_that_can_train_are_accepted():

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from fixtures import write_celeba_fixture, write_cifar10_fixture
 from PIL import Image
 
 from trainables import data
 from trainables.config import make_config
+from trainables.testing import write_celeba_fixture, write_cifar10_fixture
 
 
 @pytest.fixture(autouse=True)

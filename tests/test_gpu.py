@@ -8,26 +8,21 @@ could leave the process's CUDA state behind for the tests after it.
 """
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from test_fastpath import TINY_DIGITS  # noqa: E402
 
+from benchmarks.gmm import warped_codes  # noqa: E402
 from trainables import features, frechet, priors
 from trainables.config import make_config
 from trainables.cuda_graph import EagerStep, GraphedStep, adam, batch_loss, training_step
 from trainables.digits_cnn import DIGITS_CNN_FILE, DigitsCNN
 from trainables.models import build_model
-from trainables.schema import SCORED_SETS
+from trainables.scored_sets import SCORED_SETS
 from trainables.train import train
 from trainables.trial import run_trial
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed
-from test_fastpath import TINY_DIGITS  # noqa: E402
-
-from benchmarks.gmm import warped_codes  # noqa: E402
 
 pytestmark = [
     pytest.mark.gpu,

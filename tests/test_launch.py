@@ -17,7 +17,8 @@ from launching import kill_sessions, probe
 from launching import launch as run_launcher
 
 from study import grids, launch
-from study.store import ResultStore, live_parts
+from study.layout import live_parts
+from study.store import ResultStore
 from trainables import features
 from trainables.digits_cnn import DIGITS_CNN_FILE
 from trainables.features import STATS_DIR

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from sklearn.mixture import GaussianMixture
 
-from trainables import priors
+from trainables import gmm_torch, priors
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def test_mvg_fits_mean_and_covariance(gaussian_codes):
 def test_mvg_samples_reproduce_the_fitted_covariance(gaussian_codes):
     _, _, codes = gaussian_codes
     mvg = priors.fit_mvg(codes)
-    samples = priors.sample_mvg(mvg, 200_000, seed=1)
+    samples = mvg.sample(200_000, seed=1)
     np.testing.assert_allclose(samples.mean(0), mvg.mean, atol=0.03)
     np.testing.assert_allclose(
         np.cov(samples, rowvar=False), mvg.cov, atol=0.05 * np.abs(mvg.cov).max()
@@ -44,7 +45,7 @@ def test_singular_covariance_gets_recorded_jitter():
     codes = np.random.default_rng(0).standard_normal((5, 16))  # fewer codes than dimensions
     mvg = priors.fit_mvg(codes)
     assert mvg.jitter > 0
-    assert np.isfinite(priors.sample_mvg(mvg, 10, 0)).all()
+    assert np.isfinite(mvg.sample(10, 0)).all()
     dead = np.random.default_rng(1).standard_normal((100, 4))
     dead[:, 2] = 7.0  # a dead unit
     assert priors.fit_mvg(dead).jitter > 0
@@ -56,7 +57,7 @@ def test_mvg_rejects_non_finite_codes():
 
 
 def test_standard_normal_is_standard():
-    z = priors.sample_standard_normal(3, 100_000, seed=0)
+    z = priors.StandardNormal(3).sample(100_000, seed=0)
     np.testing.assert_allclose(z.mean(0), 0, atol=0.02)
     np.testing.assert_allclose(np.cov(z, rowvar=False), np.eye(3), atol=0.02)
 
@@ -68,7 +69,7 @@ def test_gmm_recovers_separated_clusters_and_samples_shuffled():
     fit = priors.fit_gmm(codes, components=2, seed=0)
     assert fit.model is not None and fit.converged and fit.components == 2 and fit.error is None
     np.testing.assert_allclose(np.sort(fit.model.means_[:, 0]), [-10, 10], atol=0.2)
-    samples = priors.sample_gmm(fit, 4000, seed=0)
+    samples = fit.sample(4000, seed=0)
     assert abs((samples[:, 0] > 0).mean() - 0.5) < 0.05
     assert (samples[:2000, 0] > 0).mean() not in (0.0, 1.0)  # not grouped by component
 
@@ -121,13 +122,13 @@ def test_torch_gmm_is_scikit_learns_fit(curved_codes, monkeypatch):
     ~1e-15). The torch EM is spied on: it, and only it, fits the torch backend's GMM."""
     train, held_out = curved_codes
     fitted_by_torch = []
-    fit_gmm_torch = priors.fit_gmm_torch
+    fit_gmm_torch = gmm_torch.fit_gmm_torch
 
     def spy(model, codes, device):
         fitted_by_torch.append(model)
         return fit_gmm_torch(model, codes, device)
 
-    monkeypatch.setattr(priors, "fit_gmm_torch", spy)
+    monkeypatch.setattr(gmm_torch, "fit_gmm_torch", spy)
     ref = priors.fit_gmm(train, components=5, seed=0, backend="sklearn")
     assert fitted_by_torch == []
     fit = priors.fit_gmm(train, components=5, seed=0, backend="torch")
@@ -138,9 +139,7 @@ def test_torch_gmm_is_scikit_learns_fit(curved_codes, monkeypatch):
     assert fit.model.lower_bound_ == pytest.approx(ref.model.lower_bound_, rel=1e-9)
     np.testing.assert_allclose(fit.model.weights_, ref.model.weights_, atol=1e-9)
     np.testing.assert_allclose(fit.model.covariances_, ref.model.covariances_, atol=1e-9)
-    np.testing.assert_allclose(
-        priors.sample_gmm(fit, 500, seed=3), priors.sample_gmm(ref, 500, seed=3), atol=1e-8
-    )
+    np.testing.assert_allclose(fit.sample(500, seed=3), ref.sample(500, seed=3), atol=1e-8)
     other_seed = priors.fit_gmm(train, components=5, seed=1, backend="torch")
     assert (
         abs(other_seed.model.score(held_out) - fit.model.score(held_out)) > 1e-6
@@ -199,12 +198,10 @@ def test_gmm_backend_auto_is_torch_on_cuda_only():
 
 def test_torch_gmm_follows_the_specs_stopping_rule(curved_codes):
     train, _ = curved_codes
-    model = priors.fit_gmm_torch(
-        priors.GaussianMixture(5, max_iter=3, random_state=0), train, "cpu"
-    )
+    model = gmm_torch.fit_gmm_torch(GaussianMixture(5, max_iter=3, random_state=0), train, "cpu")
     assert model.n_iter_ == 3 and not model.converged_
     with pytest.raises(NotImplementedError):
-        priors.fit_gmm_torch(priors.GaussianMixture(5, covariance_type="diag"), train, "cpu")
+        gmm_torch.fit_gmm_torch(GaussianMixture(5, covariance_type="diag"), train, "cpu")
 
 
 def test_midpoints_are_halfway_between_two_distinct_codes():

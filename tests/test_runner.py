@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from study import runner
+from study import layout, runner
 from study.grids import expand
+from study.layout import SUPERSEDED
 from study.resources import estimated_seconds, gpu_fraction, longest_first
-from study.store import SUPERSEDED, ResultStore, StoreWriteError
+from study.store import ResultStore
 from trainables.config import make_config
+from trainables.errors import StoreWriteError
 from trainables.schema import RESULT_COLUMNS
 
 CFG = make_config({"dataset": "digits", "latent": 8, "seed": 1})
@@ -164,7 +166,7 @@ def test_ray_tunes_own_state_failing_to_write_is_a_store_write_error(tmp_path, m
     """Tune keeps its state in the store's _tune/, and a full or read-only disk may trip Tune
     before the next row: that too is the store's error, naming it (study/launch.py exits 3)."""
     store = ResultStore(tmp_path / "results.parquet")
-    (store.path / runner.TUNE_DIR).write_text("a file where the folder belongs")
+    (store.path / layout.TUNE).write_text("a file where the folder belongs")
     # with_parameters puts its values in Ray's object store: not needed to get as far as Tune's
     monkeypatch.setattr(runner.tune, "with_parameters", lambda trainable, **values: trainable)
     with pytest.raises(StoreWriteError, match=f"results store {store.path} \\(_tune/\\): .*Not a"):

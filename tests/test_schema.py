@@ -10,16 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.results import load
+from study.layout import live_parts, read_store
 from study.store import ResultStore
 from trainables.config import make_config
-from trainables.schema import (
-    NULLABLE_INTS,
-    RESULT_COLUMNS,
-    RESULT_SCHEMA,
-    StoreError,
-    live_parts,
-    read_store,
-)
+from trainables.errors import StoreError
+from trainables.schema import NULLABLE_INTS, RESULT_COLUMNS, RESULT_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ from trainables.schema import RESULT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 NEW_FIELD = (
-    '    grown_field: str = dataclasses.field(default="{default}", metadata={{"before": "8f"}})\n'
+    '    grown_field: str = setting("{default}", READING, Options(("1024", "8f")), before="8f")\n'
 )
 CURVES = [{"dataset": "digits", "filters": 8, "model": model} for model in ("dae", "vae")]
 OLD_TRIALS = [{**curve, "latent": latent} for curve in CURVES for latent in (4, 8)]

@@ -12,18 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from study.store import (
-    CORRUPT,
-    FOREIGN,
-    SAMPLES,
-    SUPERSEDED,
-    ResultStore,
-    StoreError,
-    StoreWriteError,
-    UnstorableRow,
-    check_usable,
-)
+from study.layout import CORRUPT, FOREIGN, SAMPLES, SUPERSEDED
+from study.store import ResultStore, check_usable
 from trainables.config import make_config
+from trainables.errors import StoreError, StoreWriteError, UnstorableRow
 from trainables.schema import RESULT_COLUMNS, RESULT_SCHEMA, SAMPLE_GRID, to_table
 
 

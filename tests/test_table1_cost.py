@@ -1,18 +1,13 @@
 """benchmarks/table1_cost.py's bookkeeping: which trials share a timed model, and a trial's seconds
 from the measured pieces (no timing here; `python -m benchmarks.table1_cost` runs the rest)."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-from study.grids import expand
-from trainables.config import make_config
-from trainables.schema import SCORED_SETS
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed
 from benchmarks.table1_cost import Measured, model_key  # noqa: E402
 from benchmarks.train_step import StepTiming  # noqa: E402
+from study.grids import expand
+from trainables.config import make_config
+from trainables.scored_sets import SCORED_SETS
 
 
 def test_table1_has_24_models_whatever_the_latent_size_and_amount_of_noise():

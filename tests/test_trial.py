@@ -6,14 +6,15 @@ import math
 import numpy as np
 import pytest
 import torch
-from fixtures import write_celeba_fixture, write_cifar10_fixture
 from PIL import Image
 
 from trainables import features, trial
 from trainables.config import make_config
 from trainables.data import Dataset
 from trainables.digits_cnn import DIGITS_CNN_FILE, DigitsCNN
-from trainables.schema import RESULT_COLUMNS, SAMPLE_GRID, SCORED_SETS
+from trainables.schema import RESULT_COLUMNS, SAMPLE_GRID
+from trainables.scored_sets import SCORED_SETS
+from trainables.testing import write_celeba_fixture, write_cifar10_fixture
 from trainables.trial import GRID_COLUMNS, run_trial
 
 TINY = {"filters": 4, "latent": 4, "epochs": 2, "batch_size": 16}

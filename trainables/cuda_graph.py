@@ -1,8 +1,9 @@
 """One optimisation step, run eagerly or replayed as one captured CUDA graph, behind the same calls.
 
-Eager, a step of a small model is launch-bound: ~130 kernels that the host takes ~6 ms to launch
-whatever their size. Captured once, the whole step (gather the batch from the resident uint8 images,
-forward under bf16 autocast or fp32, the loss in fp32, backward, Adam) is one `cudaGraphLaunch`.
+Eager, a step of a small model is launch-bound: ~130 kernels that the host takes milliseconds to
+launch whatever their size (docs/performance.md). Captured once, the whole step (gather the batch
+from the resident uint8 images, forward under bf16 autocast or fp32, the loss in fp32, backward,
+Adam) is one `cudaGraphLaunch`.
 
     step = training_step(model, optimizer, loss_of, images, batch_size, graph=cuda)
     for epoch ...:

@@ -1,9 +1,10 @@
 """Datasets as uint8 tensors (N, C, H, W) with a fixed train/test split, from one table.
 
-DATASETS, at the bottom of this file, is everything the code knows about each dataset: its image
-shape, its folder and required files, its reader and downloader, and the config defaults it starts
-from. Checking, downloading and loading are lookups in it; trainables.config takes its names from
-it. Adding a dataset means writing a reader and adding an entry.
+DATASETS, at the bottom of this file, is everything the code knows about each dataset: its name in
+tables, image shape and split sizes, its folder and required files, its reader and downloader, the
+feature network that scores it by default, the config defaults it starts from and the GPU share a
+trial of it asks for. Checking, downloading, loading, the config's choices, the cost estimate and
+the report's labels are lookups in it: adding a dataset means writing a reader and adding an entry.
 
 torchvision is used only to download: its CIFAR10/CelebA classes md5-check every file (so tiny test
 fixtures fail) and CelebA also insists on attribute/landmark files we never read. We read the
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from trainables.errors import BadInput, DatasetCorrupt, DatasetMissing
 from trainables.files import atomic_write
 
 if TYPE_CHECKING:
@@ -46,13 +48,22 @@ class DatasetSpec:
     """One dataset: what the model, the launcher's checks and the loader need to know about it."""
 
     name: str
+    label: str  # how tables and figures name it
     image_shape: tuple[int, int, int]  # (C, H, W) of the images the model sees
+    train_images: int  # the training split's size, known before loading (the cost estimate)
+    test_images: int
     read: Reader
+    # the feature network its distances are computed in by default (config feature_extractor
+    # "auto"): only inception-fid's are FIDs
+    scorer: str = "inception-fid"
     folder: str = ""  # under the data root; "" for a dataset bundled with a package
     layout: str = ""  # the files in words, for the message when they are missing
     required: tuple[str, ...] = ()  # paths under `folder` that must exist before a trial starts
     fetch: Callable[[Path], None] | None = None  # downloads into the data root; None: bundled
     config_defaults: dict = field(default_factory=dict)  # TrialConfig overrides it starts from
+    # the share of one GPU a depth-1 model asks Ray for, by filters (1.0 where not listed): see
+    # study/resources.py
+    gpu_share: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,17 +73,9 @@ class Dataset:
     test: "torch.Tensor"
 
 
-class DatasetMissing(FileNotFoundError):
-    """The dataset's files are not where we looked; raised at launch, before any trial runs."""
-
-
-class DatasetCorrupt(ValueError):
-    """A dataset file exists but fails its checksum or cannot be read."""
-
-
 def _spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        raise BadInput(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     return DATASETS[name]
 
 
@@ -120,7 +123,12 @@ def load_dataset(name: str, root: Path, cache_dir: Path, verify: bool = True) ->
     if key in _MEMO:
         return _MEMO[key]
     check_available(name, root)
-    train, test = _spec(name).read(Path(root), Path(cache_dir), verify)
+    try:
+        train, test = _spec(name).read(Path(root), Path(cache_dir), verify)
+    except DatasetMissing:
+        raise
+    except OSError as exc:  # permissions, a file that vanished, a disk that refuses the cache
+        raise _corrupt(Path(exc.filename or root), exc.strerror or str(exc)) from exc
     dataset = Dataset(
         name,
         torch.from_numpy(np.ascontiguousarray(train)),
@@ -344,6 +352,7 @@ def _fetch_celeba(root: Path) -> None:
 
 # --------------------------------------------------------------------------- digits
 
+DIGITS_TOTAL = 1_797  # scikit-learn's bundled digits
 DIGITS_TEST = 450
 
 
@@ -374,7 +383,10 @@ DATASETS: dict[str, DatasetSpec] = {
     for entry in (
         DatasetSpec(
             name="cifar10",
+            label="CIFAR-10",
             image_shape=(3, 32, 32),
+            train_images=50_000,
+            test_images=10_000,
             read=_read_cifar10,
             folder=CIFAR_DIR,
             layout="the torchvision layout (data_batch_1..5, test_batch)",
@@ -383,7 +395,10 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="celeba",
+            label="CelebA",
             image_shape=CELEBA_SHAPE,
+            train_images=162_770,  # partition 0
+            test_images=19_962,  # partition 2
             read=_read_celeba,
             folder=CELEBA_DIR,
             layout=f"{CELEBA_IMAGES}/*.jpg + {CELEBA_SPLITS}",
@@ -392,12 +407,18 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="digits",  # offline: bundled with scikit-learn
+            label="digits",
             image_shape=(1, 32, 32),
+            train_images=DIGITS_TOTAL - DIGITS_TEST,
+            test_images=DIGITS_TEST,
             read=_read_digits,
+            scorer="digits-cnn",  # its distances are FD (digits-cnn), not FIDs
+            # tiny and host-bound on a GPU: eight trials share a card (not measured)
+            gpu_share={4: 0.125, 8: 0.125, 16: 0.125, 32: 0.125, 64: 0.125, 128: 0.25, 256: 0.5},
             # The paper's protocol is sized for a GPU; this one is the offline default, so it
             # starts smaller: a plain run_trial({"dataset": "digits"}) fits a laptop CPU.
             # Its batch norm keeps PyTorch's momentum and eps, its decoder starts at 8x8x8f and it
-            # trains in fp32 (CPUs): see the README ("Choices") for why each differs from the paper
+            # trains in fp32 (CPUs): docs/readings.md says why each differs from the paper
             # datasets' default.
             config_defaults={
                 "filters": 16,

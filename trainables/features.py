@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.digits_cnn import load_digits_cnn
+from trainables.errors import BadInput, WeightsMissing
 from trainables.fid_helper_weights import fid_helper_weights_path, load_fid_helper_state_dict
 from trainables.files import atomic_write
 from trainables.frechet import frechet_distances, gaussian_stats, moments
@@ -44,10 +45,6 @@ FEATURE_BATCH = 250  # images per network call: hundreds keep a GPU busy (Incept
 
 
 # --------------------------------------------------------------------------- FID Inception weights
-
-
-class WeightsMissing(FileNotFoundError):
-    """The FID Inception weights are not on disk (and this machine may not be able to download)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +121,7 @@ def check_extractor(name: str) -> None:
     if name == "inception-fid":
         find_fid_weights()
     elif name != "digits-cnn":  # digits-cnn is trained locally on first use
-        raise ValueError(
+        raise BadInput(
             f"unknown feature extractor {name!r}; expected one of {', '.join(EXTRACTORS)}"
         )
 
@@ -138,7 +135,7 @@ def download_fid_weights() -> Path:
     try:
         torch.hub.download_url_to_file(FID_WEIGHTS_URL, str(path))
     except Exception as err:
-        raise RuntimeError(
+        raise WeightsMissing(
             f"could not download the FID Inception weights from {FID_WEIGHTS_URL} to {path} "
             f"({err}); download them on a machine with internet and set DAE_FID_WEIGHTS to the copy"
         ) from err
@@ -268,9 +265,8 @@ class Extractor:
 
     Its convolutions run in true fp32 unless `tf32`: cuDNN's default TF32 rounds their inputs to
     10 mantissa bits, which would make a score depend on the card (the paper's 2080Ti has no TF32).
-    benchmarks/scoring.py measures what TF32 would save and change. The network stays in NCHW: on
-    an H200 the FID Inception ran about 2,300 images/s in true fp32 whatever the batch (250 or 500)
-    and autotuning, and 16% slower in channels_last (which helps TF32 only, by 13%).
+    benchmarks/scoring.py measures what TF32 would save and change. The network stays in NCHW:
+    channels_last was slower in true fp32 (docs/performance.md).
     """
 
     name: str
@@ -353,7 +349,7 @@ def get_extractor(
         network = load_digits_cnn(Path(cache_dir).expanduser()).body
         dim = 64
     else:
-        raise ValueError(
+        raise BadInput(
             f"unknown feature extractor {name!r}; expected one of {', '.join(EXTRACTORS)}"
         )
     network = network.to(device).eval()

@@ -1,30 +1,33 @@
-"""Ex-post densities over the latent codes: pure functions of numpy arrays (N, latent).
+"""The densities a trial draws latent codes from, one table (PRIORS) of how each is fitted and
+sampled: pure functions of numpy arrays (N, latent).
 
 N(0,I) is the VAE's assumed prior; MVG is the mean and full covariance of the encoded training set;
 GMM is a 10-component full-covariance mixture (scikit-learn), as in Ghosh et al. 2019, fitted with
 their code's settings: at most 2000 EM iterations (config gmm_max_iter; scikit-learn's default of
 100 stopped short of convergence on a CIFAR-10 trial) and tol 1e-3. A fit that needs help (a
-singular covariance, a mixture that will not fit) says what was done in its result instead of
-raising, so the trial can record it.
+singular covariance, a mixture that will not fit) says what was done in its record instead of
+raising, so the trial can keep it in the row.
 
-The GMM has two backends that fit the same model: scikit-learn's, and the same EM in float64 torch
-on the trial's device (`fit_gmm_torch`), because scikit-learn's takes minutes on 50,000 x 128 codes
-on 2 CPU cores and would dominate a GPU trial. Either way the result is a fitted scikit-learn
-GaussianMixture, so sampling and held-out scoring are one code path.
+Adding a prior is one entry in PRIORS: its fit, its label and line style, and the row columns its
+fit records; the row's fd_<name> column, the scored sets, the report's tables and figures and the
+launcher's summary derive theirs from it (trainables/scored_sets.py). Every stage reads this table,
+the analysis too, so the libraries that fit priors (scikit-learn, torch) are imported where a fit
+runs, not here.
 """
 
-import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from scipy import linalg, stats
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
 
 from trainables.config import FIELDS
+
+if TYPE_CHECKING:
+    from sklearn.mixture import GaussianMixture
+
+    from trainables.config import TrialConfig
 
 # scikit-learn's default first; later ones scale with the codes' variance
 GMM_REG_COVARS = (1e-6, 1e-4, 1e-2)
@@ -32,23 +35,15 @@ GMM_REG_COVARS = (1e-6, 1e-4, 1e-2)
 GMM_TOL = 1e-3
 
 
-def sample_standard_normal(dim: int, n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, dim))
+@dataclass(frozen=True)
+class StandardNormal:
+    dim: int
 
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        return np.random.default_rng(seed).standard_normal((n, self.dim))
 
-def sample_midpoints(codes: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Midpoints of n random pairs of distinct codes: decoded, they test hypothesis 1 directly.
-
-    A latent space that is smooth between encoded images decodes the midpoint of two of them to a
-    plausible image; a patchy one decodes it to something off the data manifold.
-    """
-    codes = np.asarray(codes, dtype=np.float64)
-    if len(codes) < 2:
-        raise ValueError(f"midpoints need at least 2 codes, got {len(codes)}")
-    rng = np.random.default_rng(seed)
-    first = rng.integers(0, len(codes), n)
-    second = (first + rng.integers(1, len(codes), n)) % len(codes)  # never the same code
-    return (codes[first] + codes[second]) / 2
+    def record(self) -> dict:
+        return {}
 
 
 @dataclass(frozen=True)
@@ -57,6 +52,45 @@ class MVG:
     cov: np.ndarray  # (d, d) empirical covariance, as fitted
     chol: np.ndarray  # lower Cholesky factor of cov + jitter * I
     jitter: float  # 0.0 unless the covariance was singular (dead units, fewer codes than dims)
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        eps = np.random.default_rng(seed).standard_normal((n, len(self.mean)))
+        return self.mean + eps @ self.chol.T
+
+    def record(self) -> dict:
+        return {"mvg_jitter": self.jitter}
+
+
+@dataclass(frozen=True)
+class GMMFit:
+    model: "GaussianMixture | None"  # None when every attempt failed
+    components: int  # components actually used (fewer than asked when codes are few)
+    reg_covar: float  # diagonal regularisation of the successful fit
+    converged: bool
+    n_iter: int
+    attempts: int
+    error: str | None  # why the last attempt failed, when none succeeded
+    backend: str  # "sklearn" or "torch": which implementation fitted it
+
+    def sample(self, n: int, seed: int) -> np.ndarray | None:
+        """n codes, in random order (scikit-learn groups them by component); None without a fit
+        (the row's gmm_error says why, and the trial has no GMM set)."""
+        if self.model is None:
+            return None
+        self.model.random_state = seed
+        samples, _ = self.model.sample(n)
+        return np.random.default_rng(seed).permutation(samples)
+
+    def record(self) -> dict:
+        return {
+            "gmm_components_used": self.components,
+            "gmm_reg_covar": self.reg_covar,
+            "gmm_converged": self.converged,
+            "gmm_n_iter": self.n_iter,
+            "gmm_attempts": self.attempts,
+            "gmm_error": self.error,
+            "gmm_backend": self.backend,  # sklearn | torch: the implementation that fitted it
+        }
 
 
 def fit_mvg(codes: np.ndarray) -> MVG:
@@ -75,40 +109,22 @@ def fit_mvg(codes: np.ndarray) -> MVG:
             jitter = scale * 1e-8 if jitter == 0.0 else jitter * 10
 
 
-def sample_mvg(mvg: MVG, n: int, seed: int) -> np.ndarray:
-    eps = np.random.default_rng(seed).standard_normal((n, len(mvg.mean)))
-    return mvg.mean + eps @ mvg.chol.T
-
-
 def mvg_log_likelihood(mvg: MVG, codes: np.ndarray) -> np.ndarray:
     """Per-code log density under N(mean, cov + jitter*I)."""
+    from scipy import linalg
+
     centred = np.asarray(codes, dtype=np.float64) - mvg.mean
     white = linalg.solve_triangular(mvg.chol, centred.T, lower=True)  # (d, N)
     log_det = 2 * np.log(np.diag(mvg.chol)).sum()
     return -0.5 * (len(mvg.mean) * np.log(2 * np.pi) + log_det + (white**2).sum(axis=0))
 
 
-@dataclass(frozen=True)
-class GMMFit:
-    model: GaussianMixture | None  # None when every attempt failed
-    components: int  # components actually used (fewer than asked when codes are few)
-    reg_covar: float  # diagonal regularisation of the successful fit
-    converged: bool
-    n_iter: int
-    attempts: int
-    error: str | None  # why the last attempt failed, when none succeeded
-    backend: str  # "sklearn" or "torch": which implementation fitted it
-
-
-def resolve_gmm_backend(backend: str, device: torch.device | str) -> str:
+def resolve_gmm_backend(backend: str, device) -> str:
     """auto: the torch EM on CUDA, where scikit-learn's would dominate the trial; on CPU the
-    reference, scikit-learn.
-
-    (The torch EM is faster on CPU too, 1.6-5x on 2 cores, but CPU trials fit small mixtures: 0.03 s
-    for digits.)
-    """
+    reference, scikit-learn (the torch EM is faster on a CPU too, but CPU trials fit small
+    mixtures: benchmarks/gmm.py measures both)."""
     if backend == "auto":
-        return "torch" if torch.device(device).type == "cuda" else "sklearn"
+        return "torch" if str(device).startswith("cuda") else "sklearn"
     return backend
 
 
@@ -122,6 +138,9 @@ def fit_gmm(
 ) -> GMMFit:
     """Full-covariance GMM, at most max_iter EM iterations on either backend; on failure retry
     with stronger regularisation, then fewer components."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
     backend = resolve_gmm_backend(backend, device)
     codes = np.asarray(codes, dtype=np.float64)
     if not np.isfinite(codes).all():
@@ -146,6 +165,8 @@ def fit_gmm(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)  # recorded via converged_
                     if backend == "torch":
+                        from trainables.gmm_torch import fit_gmm_torch
+
                         fit_gmm_torch(model, codes, device)
                     else:
                         model.fit(codes)
@@ -160,98 +181,19 @@ def fit_gmm(
     return GMMFit(None, 0, 0.0, False, 0, attempts, error, backend)
 
 
-def fit_gmm_torch(model: GaussianMixture, codes: np.ndarray, device) -> GaussianMixture:
-    """model.fit(codes), with the EM in float64 torch on `device`; `model` is the unfitted spec and
-    the result.
+def sample_midpoints(codes: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Midpoints of n random pairs of distinct codes: decoded, they test hypothesis 1 directly.
 
-    The same algorithm step for step, for the full-covariance mixture fit_gmm asks for:
-    scikit-learn's own k-means start on the host, seeded as GaussianMixture seeds it (a small share
-    of the time); then E and M steps with model.reg_covar on the diagonal until the mean
-    log-likelihood gains less than model.tol, at most model.max_iter times. float64 because the
-    covariances of 128-d codes need it for their Cholesky factors (and to match scikit-learn to
-    ~1e-12); it costs nothing on a data-centre GPU, seconds on a gaming card.
+    A latent space that is smooth between encoded images decodes the midpoint of two of them to a
+    plausible image; a patchy one decodes it to something off the data manifold.
     """
-    if (model.covariance_type, model.init_params, model.n_init) != ("full", "kmeans", 1):
-        raise NotImplementedError("fit_gmm_torch fits full covariances from one k-means start")
+    codes = np.asarray(codes, dtype=np.float64)
     if len(codes) < 2:
-        raise ValueError(f"a mixture needs at least 2 codes, got {len(codes)}")
-    k = model.n_components
-    start = KMeans(k, n_init=1, random_state=np.random.RandomState(model.random_state))
-    labels = torch.as_tensor(start.fit(codes).labels_, dtype=torch.long, device=device)
-    x = torch.as_tensor(codes, dtype=torch.float64, device=device)
-    resp = torch.nn.functional.one_hot(labels, k).double()
-    weights, means, covariances, precisions_chol = _m_step(x, resp, model.reg_covar)
-    n_iter = 0
-    lower_bound = -math.inf
-    converged = False
-    while n_iter < model.max_iter and not converged:
-        n_iter += 1
-        previous = lower_bound
-        log_prob_norm, log_resp = _e_step(x, weights, means, precisions_chol)
-        weights, means, covariances, precisions_chol = _m_step(x, log_resp.exp(), model.reg_covar)
-        lower_bound = log_prob_norm.item()  # one host sync per iteration
-        converged = abs(lower_bound - previous) < model.tol
-    fitted = {  # the attributes GaussianMixture.fit sets and sample/score read
-        "weights_": weights,
-        "means_": means,
-        "covariances_": covariances,
-        "precisions_cholesky_": precisions_chol,
-        "precisions_": precisions_chol @ precisions_chol.mT,
-    }
-    for name, value in fitted.items():
-        setattr(model, name, value.cpu().numpy())
-    model.converged_ = converged
-    model.n_iter_ = n_iter
-    model.lower_bound_ = lower_bound
-    model.n_features_in_ = x.shape[1]
-    return model
-
-
-def _m_step(x: torch.Tensor, resp: torch.Tensor, reg_covar: float):
-    """Weights, means, covariances (+ reg_covar on the diagonal) and precision Cholesky factors, as
-    scikit-learn computes them.
-
-    One (N, d) buffer serves every component: fresh 50,000 x 128 temporaries cost as much as the
-    matmuls on a CPU.
-    """
-    nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps
-    means = resp.T @ x / nk[:, None]
-    covariances = x.new_empty(len(means), x.shape[1], x.shape[1])
-    weighted = torch.empty_like(x)
-    for j, mean in enumerate(means):
-        torch.sub(x, mean, out=weighted).mul_(resp[:, j, None].sqrt())  # sqrt(r) (x - mean)
-        torch.mm(weighted.T, weighted, out=covariances[j])
-    covariances /= nk[:, None, None]
-    covariances.diagonal(dim1=1, dim2=2).add_(reg_covar)
-    chol, info = torch.linalg.cholesky_ex(covariances)
-    if info.any():
-        raise ValueError(  # scikit-learn's message, so rows read the same
-            "Fitting the mixture model failed because some components have ill-defined empirical "
-            "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
-            "the number of components, increase reg_covar, or scale the input data."
-        )
-    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-    precisions_chol = torch.linalg.solve_triangular(chol, eye, upper=False).mT
-    return nk / nk.sum(), means, covariances, precisions_chol
-
-
-def _e_step(x: torch.Tensor, weights, means, precisions_chol) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (mean log-likelihood of x, log responsibilities (N, k))."""
-    log_det = precisions_chol.diagonal(dim1=1, dim2=2).log().sum(1)
-    mahalanobis = x.new_empty(len(x), len(means))
-    whitened = torch.empty_like(x)
-    for j, (mean, p) in enumerate(zip(means, precisions_chol, strict=True)):
-        torch.mm(x, p, out=whitened).sub_(mean @ p)  # (x - mean) p, p the precision's Cholesky
-        mahalanobis[:, j] = whitened.square_().sum(1)
-    weighted = -0.5 * (x.shape[1] * math.log(2 * math.pi) + mahalanobis) + log_det + weights.log()
-    log_prob = torch.logsumexp(weighted, dim=1)
-    return log_prob.mean(), weighted - log_prob[:, None]
-
-
-def sample_gmm(fit: GMMFit, n: int, seed: int) -> np.ndarray:
-    fit.model.random_state = seed
-    samples, _ = fit.model.sample(n)
-    return np.random.default_rng(seed).permutation(samples)  # sklearn groups them by component
+        raise ValueError(f"midpoints need at least 2 codes, got {len(codes)}")
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, len(codes), n)
+    second = (first + rng.integers(1, len(codes), n)) % len(codes)  # never the same code
+    return (codes[first] + codes[second]) / 2
 
 
 def gaussianity(codes: np.ndarray, mvg: MVG, gmm: GMMFit) -> dict:
@@ -261,6 +203,8 @@ def gaussianity(codes: np.ndarray, mvg: MVG, gmm: GMMFit) -> dict:
     log-likelihood per dimension is near 0 when a mixture explains the codes no better than one
     Gaussian.
     """
+    from scipy import stats
+
     codes = np.asarray(codes, dtype=np.float64)
     std = codes.std(axis=0)
     alive = std > 1e-8 * max(float(std.max()), 1e-300)
@@ -279,3 +223,45 @@ def gaussianity(codes: np.ndarray, mvg: MVG, gmm: GMMFit) -> dict:
         "heldout_ll_gmm": ll_gmm,
         "heldout_ll_gap_per_dim": (ll_gmm - ll_mvg) / codes.shape[1],
     }
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Prior:
+    """How a trial gets codes to decode from one density: fit(train codes (N, d), cfg, device) ->
+    an object with sample(n, seed) -> (n, d) codes (or None: no fit) and record() -> its row
+    columns."""
+
+    label: str  # the paper's name for its samples (a scored set's label)
+    fit: Callable[[np.ndarray, "TrialConfig", str], StandardNormal | MVG | GMMFit]
+    style: str  # matplotlib line style where one figure draws several samplers
+    columns: dict  # the row columns record() fills: name -> Python type
+    fitted: bool = True  # fitted to the codes (what the paper proposes) or assumed (N(0,I))
+
+
+def _fit_gmm(codes: np.ndarray, cfg: "TrialConfig", device: str) -> GMMFit:
+    return fit_gmm(codes, cfg.gmm_components, cfg.seed, cfg.gmm_backend, device, cfg.gmm_max_iter)
+
+
+PRIORS = {
+    "normal": Prior(
+        "N(0,I)", lambda codes, cfg, device: StandardNormal(codes.shape[1]), ":", {}, fitted=False
+    ),
+    "mvg": Prior("MVG", lambda codes, cfg, device: fit_mvg(codes), "-", {"mvg_jitter": float}),
+    "gmm": Prior(
+        "GMM",
+        _fit_gmm,
+        "--",
+        {
+            "gmm_components_used": int,
+            "gmm_reg_covar": float,
+            "gmm_converged": bool,
+            "gmm_n_iter": int,
+            "gmm_attempts": int,
+            "gmm_error": str,
+            "gmm_backend": str,
+        },
+    ),
+}

@@ -1,34 +1,38 @@
 """The result row: the contract between the stages (trainables -> study -> analysis).
 
-One trial is one row, and a results store is a folder of Parquet part files, one row each. This
-module says what a row holds (RESULT_COLUMNS, RESULT_SCHEMA), which files of a store are its live
-rows (`live_parts`) and how a store reads into pandas (`read_store`), for the launcher and the
-analysis alike. No torch here, directly or through an import: both of them load this module.
+One trial is one row: this module says which columns a row holds and their types (RESULT_COLUMNS,
+RESULT_SCHEMA), how a row becomes an Arrow table (`to_table`), how a part written before a column
+existed reads as today's row (`conform`), and what a row's status can be (`Status`). Where rows
+live on disk and how a store is read is study/layout.py's. No torch here, directly or through an
+import: the store and the analysis load this module.
 """
 
 import datetime
+import enum
 import json
-import os
 import typing
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from trainables.config import VALUES_BEFORE, TrialConfig
+from trainables.errors import StoreError
+from trainables.priors import PRIORS
+from trainables.scored_sets import SCORED_SETS
 
-# The image sets a trial scores against the reference (test) images, with the paper's labels, in
-# its column order: two reconstruct real images, the SAMPLERS decode codes drawn from a prior.
-SCORED_SETS = {
-    "train_recon": "Train R",
-    "test_recon": "Test R",
-    "normal": "N(0,I)",
-    "mvg": "MVG",
-    "gmm": "GMM",
-    "interp": "Interp",  # midpoints of random pairs of encoded test images, decoded
-}
-SAMPLERS = {name: SCORED_SETS[name] for name in ("normal", "mvg", "gmm")}
+
+class Status(str, enum.Enum):
+    """How a trial ended. OK and DIVERGED are outcomes of the experiment (a divergence is a result
+    the seed fixes); FAILED says the machinery broke (a lost worker, a bad file, out of memory)."""
+
+    OK = "ok"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+    def __str__(self) -> str:  # in messages and file names, the value a row stores
+        return self.value
+
+
 CONFIG_COLUMNS = tuple(TrialConfig().science())
 
 # Every column of a result row and its type: the results store writes exactly this schema.
@@ -38,7 +42,7 @@ RESULT_COLUMNS = {
     "replicate": int,
     "search": str,
     **{name: type(field_default) for name, field_default in TrialConfig().science().items()},
-    **{f"fd_{name}": float for name in SCORED_SETS},
+    **{entry.column: float for entry in SCORED_SETS.values()},
     "fid": bool,  # True only when the features are the standard Inception pool3 ones
     "n_reference": int,  # reference (test) images; Test R reconstructs these same images
     "n_scored": int,  # samples per prior; Train R uses min(n_scored, n_train) training images
@@ -55,14 +59,7 @@ RESULT_COLUMNS = {
     "traceback": str,
     "diverged_epoch": int,
     "resumed_from_epoch": int,  # epochs done by the checkpoint training went on from; empty: none
-    "mvg_jitter": float,
-    "gmm_components_used": int,
-    "gmm_reg_covar": float,
-    "gmm_converged": bool,
-    "gmm_n_iter": int,
-    "gmm_attempts": int,
-    "gmm_error": str,
-    "gmm_backend": str,  # sklearn | torch: the implementation that fitted the GMM
+    **{name: kind for prior in PRIORS.values() for name, kind in prior.columns.items()},
     "code_dead_units": int,
     "code_abs_skew": float,
     "code_excess_kurtosis": float,
@@ -113,11 +110,6 @@ _ARROW_SCALARS = {
 }
 
 
-class StoreError(RuntimeError):
-    """The store cannot be used as asked: absent, unwritable, held by another launcher, or holding
-    a file or row of the wrong shape."""
-
-
 def _arrow_type(py_type) -> pa.DataType:
     """RESULT_COLUMNS' Python types -> Arrow types; list[...] nests. A list's items are named
     "element", as Parquet names them, so a part's schema reads back equal to RESULT_SCHEMA."""
@@ -142,33 +134,6 @@ RESULT_SCHEMA = pa.schema(
     [(name, _arrow_type(py_type)) for name, py_type in RESULT_COLUMNS.items()],
     metadata=_pandas_metadata(),
 )
-
-
-def _is_live(name: str) -> bool:
-    return not name.startswith(("_", "."))
-
-
-def live_parts(store: Path) -> list[Path]:
-    """The part files that pandas.read_parquet(store) reads as rows, sorted.
-
-    pyarrow skips every file or folder whose name starts with '_' or '.': temp files, superseded
-    and corrupt rows, Ray Tune's state and the lock are never rows.
-    """
-    return [path for path in _read_by_pyarrow(store) if path.name.endswith(".parquet")]
-
-
-def stray_files(store: Path) -> list[Path]:
-    """Files that pandas.read_parquet(store) would try to read but that are not Parquet parts
-    (notes, a report written into the store): it fails on them, so they are worth a warning."""
-    return [path for path in _read_by_pyarrow(store) if not path.name.endswith(".parquet")]
-
-
-def _read_by_pyarrow(store: Path) -> list[Path]:
-    files = []
-    for folder, subfolders, names in os.walk(store):
-        subfolders[:] = [name for name in subfolders if _is_live(name)]
-        files += [Path(folder) / name for name in names if _is_live(name)]
-    return sorted(files)
 
 
 def _parse_times(row: dict) -> dict:
@@ -217,25 +182,3 @@ def conform(table: pa.Table, source: Path) -> pa.Table:
         names=[*RESULT_SCHEMA.names, *unknown],
         metadata=RESULT_SCHEMA.metadata,
     )
-
-
-def read_store(path: str | Path) -> pd.DataFrame:
-    """Every live row of a store (a folder of parts, or one Parquet file), typed as declared.
-
-    What pandas.read_parquet(path) gives for a store the launcher keeps, and the same for stores
-    with parts from before a column existed: each part is conformed, so old and new rows meet.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise StoreError(f"no results store at {path} (run study/launch.py to fill one)")
-    tables = []
-    for part in [path] if path.is_file() else live_parts(path):
-        try:
-            table = pq.read_table(part)
-        except (OSError, pa.ArrowException) as exc:
-            raise StoreError(f"cannot read the part {part}: {exc}") from None
-        tables.append(conform(table, part))
-    if not tables:
-        return RESULT_SCHEMA.empty_table().to_pandas()
-    rows = pa.concat_tables(tables, promote_options="permissive")
-    return rows.replace_schema_metadata(RESULT_SCHEMA.metadata).to_pandas()

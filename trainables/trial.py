@@ -4,8 +4,9 @@
            -> Fréchet distance of each image set to the reference test images -> row
            (with a PNG grid of test images, their reconstructions, MVG and GMM samples)
 
-Nothing here knows about Ray, the results store or the grid. Bad config raises ValueError before
-any work; anything that goes wrong after that becomes a row with status "failed" or "diverged".
+Nothing here knows about Ray, the results store or the grid. Bad config raises ConfigError (a
+ValueError) before any work; anything that goes wrong after that becomes a row with status
+"failed" or "diverged".
 """
 
 import contextlib
@@ -31,7 +32,9 @@ from trainables import features, priors
 from trainables.config import TrialConfig, make_config
 from trainables.data import Dataset, load_for_config
 from trainables.models import build_model, count_parameters, reconstruction_loss
-from trainables.schema import RESULT_COLUMNS, SAMPLE_GRID
+from trainables.priors import PRIORS
+from trainables.schema import RESULT_COLUMNS, SAMPLE_GRID, Status
+from trainables.scored_sets import FITTED
 from trainables.train import seed_everything, train
 
 CODE_SAMPLE_SIZE = 1000  # codes kept per row for the latent scatter plots (A.1/A.2)
@@ -40,6 +43,8 @@ EVAL_BATCH = 500
 EVAL_PHASES = ("encode", "prior", "sample", "score")
 GRID_COLUMNS = 10  # images per row of the sample grid
 GRID_TILE_PX = 32  # smaller images (digits: 8x8) are enlarged to about this, each pixel a square
+# the sample grid's rows after the test images: their reconstructions, then each fitted prior's
+GRID_SETS = ("test_recon", *FITTED)
 
 
 def run_trial(
@@ -49,11 +54,13 @@ def run_trial(
 ) -> dict:
     """One trial -> one row with every column of RESULT_COLUMNS (None where not reached).
 
+    overrides: config overrides, or a TrialConfig that make_config built (used as it is).
+
     images: cfg's dataset, already loaded (the launcher hands every trial its arrays through Ray's
     object store, so no worker needs a data folder); None loads it from cfg's data root.
     on_epoch(epochs done, that epoch's training loss): called after each epoch.
     """
-    cfg = make_config(overrides)
+    cfg = overrides if isinstance(overrides, TrialConfig) else make_config(overrides)
     row = new_row(cfg)
     row.update(_provenance(), started_at=_now())
     with phase(row, "wall"):
@@ -61,7 +68,7 @@ def run_trial(
             _execute(cfg, row, images, on_epoch)
         except Exception as exc:  # a crash is a result too: the study records it and goes on
             error = f"{type(exc).__name__}: {exc}"
-            row.update(status="failed", error=error, traceback=traceback_summary(exc))
+            row.update(status=Status.FAILED, error=error, traceback=traceback_summary(exc))
     return row
 
 
@@ -109,13 +116,13 @@ def _execute(
     row.update(train_step=result.train_step, train_step_error=result.train_step_error)
     if result.diverged_epoch is not None:
         row.update(
-            status="diverged",
+            status=Status.DIVERGED,
             diverged_epoch=result.diverged_epoch,
             error=f"training loss became non-finite in epoch {result.diverged_epoch}",
         )
         return
     _evaluate(model, cfg, train_images, test_images, row)
-    row["status"] = "ok"
+    row["status"] = Status.OK
 
 
 def _evaluate(
@@ -131,12 +138,10 @@ def _evaluate(
         test_np = test_codes.double().cpu().numpy()
 
     with phase(row, "prior"):
-        mvg = priors.fit_mvg(train_np)
-        gmm = priors.fit_gmm(
-            train_np, cfg.gmm_components, cfg.seed, cfg.gmm_backend, device, cfg.gmm_max_iter
-        )
-        row.update(_fit_columns(mvg, gmm))
-        row.update(priors.gaussianity(test_np, mvg, gmm))
+        fitted = {name: prior.fit(train_np, cfg, str(device)) for name, prior in PRIORS.items()}
+        for fit in fitted.values():
+            row.update(fit.record())
+        row.update(priors.gaussianity(test_np, fitted["mvg"], fitted["gmm"]))
         row.update(_code_sample(train_np, cfg.seed))
 
     n = cfg.n_samples
@@ -146,17 +151,15 @@ def _evaluate(
         codes = {
             "train_recon": train_codes[subset(len(train_images), n, cfg.seed + 1)],
             "test_recon": test_codes[picked],
-            "normal": priors.sample_standard_normal(cfg.latent, n, cfg.seed),
-            "mvg": priors.sample_mvg(mvg, n, cfg.seed),
-            "gmm": priors.sample_gmm(gmm, n, cfg.seed) if gmm.model is not None else None,
+            **{name: fit.sample(n, cfg.seed) for name, fit in fitted.items()},
             "interp": priors.sample_midpoints(test_np, n, cfg.seed + 2),
         }
-        sets = {  # a GMM that could not be fitted has no set: gmm_error says why
+        sets = {  # a prior that could not be fitted has no set: its record says why
             name: _decode(model, torch.as_tensor(z, dtype=torch.float32, device=device))
             for name, z in codes.items()
             if z is not None
         }
-        drawn = [sets[name] for name in ("test_recon", "mvg", "gmm") if name in sets]
+        drawn = [sets[name] for name in GRID_SETS if name in sets]
         row[SAMPLE_GRID] = sample_grid_png([reference[:GRID_COLUMNS].float().div(255), *drawn])
     row.update(n_reference=len(reference), n_scored=n)
     with phase(row, "score"):  # all sets in one pass of the network; TF32 only if asked
@@ -168,20 +171,6 @@ def _evaluate(
     row["fid_weights_source"] = extractor.weights_source
     row["score_tf32"] = cfg.score_tf32 and device.type == "cuda"  # TF32 exists on CUDA only
     row["eval_s"] = sum(row[f"{name}_s"] for name in EVAL_PHASES)
-
-
-def _fit_columns(mvg: priors.MVG, gmm: priors.GMMFit) -> dict:
-    """What fitting the priors took: the row's record of every fix-up and failure."""
-    return {
-        "mvg_jitter": mvg.jitter,
-        "gmm_components_used": gmm.components,
-        "gmm_reg_covar": gmm.reg_covar,
-        "gmm_converged": gmm.converged,
-        "gmm_n_iter": gmm.n_iter,
-        "gmm_attempts": gmm.attempts,
-        "gmm_error": gmm.error,
-        "gmm_backend": gmm.backend,
-    }
 
 
 @torch.no_grad()

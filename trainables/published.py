@@ -1,4 +1,7 @@
-"""The paper's Tables 2 and 3 as data, transcribed cell by cell so our tables can stand beside them.
+"""What the paper publishes, as data: its Tables 2 and 3 transcribed cell by cell so that our
+tables can stand beside them, the latent size its Table 2 compares widths at, its best model and
+the parameter ranges it states. Every stage may read it (a grid picks the comparison latent from
+it); nothing here runs or reads a result.
 
 Every score is an FID (TF Inception v3, 10,000 samples). A cell printed as '-' or '_' is NaN. The
 rows are laid out as printed, so a reader can check them against the paper line by line. The paper
@@ -23,8 +26,12 @@ What the printed tables get wrong or leave open (kept as printed):
 import pandas as pd
 
 NA = float("nan")
+# The paper's datasets and the latent size at which its Table 2 (and section 4) compares widths
 COMPARISON_LATENT = {"cifar10": 128, "celeba": 64}
+PAPER_DATASETS = tuple(COMPARISON_LATENT)
 PUBLISHED_SETS = ("train_recon", "test_recon", "normal", "mvg", "gmm")  # Table 2's columns
+TABLE_3_SETS = PUBLISHED_SETS[1:]  # Table 3 has no Train R column
+PUBLISHED_SAMPLERS = PUBLISHED_SETS[2:]  # a prior of ours beyond these has no paper counterpart
 SCORE_COLUMNS = [f"fd_{name}" for name in PUBLISHED_SETS]
 
 # filters, model, | CIFAR-10: Train R, Test R, N(0,I), MVG, GMM | CelebA: the same five
