@@ -119,30 +119,21 @@ class RecordingHost:
         return next((out for key, out in self.answers.items() if key in cmd), b"")
 
 
-def ssh_runner() -> SSHCommandRunner:
-    return SSHCommandRunner(
-        log_prefix="",
-        node_id="i-0",
-        provider=None,
-        auth_config=CLUSTER["auth"],
-        cluster_name=CLUSTER["cluster_name"],
-        process_runner=subprocess,
-        use_internal_ip=True,
-    )
+# what Ray's command runners take for a node (no connection is made: the tests call no SSH)
+NODE = {
+    "log_prefix": "",
+    "node_id": "i-0",
+    "provider": None,
+    "auth_config": CLUSTER["auth"],
+    "cluster_name": CLUSTER["cluster_name"],
+    "process_runner": subprocess,
+    "use_internal_ip": True,
+}
 
 
 def docker_run(as_head: bool) -> str:
     """The `docker run` that Ray's DockerCommandRunner sends a new head or worker."""
-    runner = DockerCommandRunner(
-        prepare_config(CLUSTER)["docker"],
-        log_prefix="",
-        node_id="i-0",
-        provider=None,
-        auth_config=CLUSTER["auth"],
-        cluster_name=CLUSTER["cluster_name"],
-        process_runner=subprocess,
-        use_internal_ip=True,
-    )
+    runner = DockerCommandRunner(prepare_config(CLUSTER)["docker"], **NODE)
     runner.ssh_command_runner = host = RecordingHost()
     runner.run_init(as_head=as_head, file_mounts={}, sync_run_yet=True)
     (command,) = [cmd for cmd in host.commands if cmd.startswith("docker run")]
@@ -177,7 +168,7 @@ def test_the_checkout_reaches_the_nodes_without_git_venvs_or_caches(tmp_path):
     """Ray's rsync of file_mounts takes .gitignore's rules (dir-merge) and leaves .git out. Which
     paths .gitignore's rules exclude is asked of git (check-ignore, in a scratch repository), as
     rsync reads these plain patterns the same way."""
-    args = ssh_runner()._create_rsync_filter_args(CLUSTER)
+    args = SSHCommandRunner(**NODE)._create_rsync_filter_args(CLUSTER)
     assert args == ["--exclude", ".git", "--filter", "dir-merge,- .gitignore"]
     (tmp_path / ".gitignore").write_text((REPO / ".gitignore").read_text())
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
