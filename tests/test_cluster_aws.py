@@ -225,6 +225,7 @@ def test_ray_up_starts_the_head_with_its_own_profile_and_makes_no_role(cluster):
     assert node["InstanceType"] == "m5.2xlarge" and "InstanceLifecycle" not in node
 
 
+@pytest.mark.filterwarnings("ignore:datetime.datetime.utcnow:DeprecationWarning")  # Ray's
 def test_the_heads_role_starts_lists_tags_and_ends_every_worker_type(cluster):
     """What EC2 receives from the head: each type's instance type, image parameter, volume, the
     workers' profile, and the spot market for gpu_spot only."""
