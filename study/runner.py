@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -92,7 +93,7 @@ def ray_session(address: str | None):
             stack.enter_context(_watchdog())
         stack.callback(ray.shutdown)
         try:
-            with _sigterm_left_alone():
+            with _sigterm_kept():
                 ray.init(
                     address=address or "local",
                     include_dashboard=False,
@@ -109,17 +110,21 @@ def ray_session(address: str | None):
 
 
 @contextlib.contextmanager
-def _sigterm_left_alone():
-    """ray.init installs SIGTERM handlers of its own, all through one function (sys.exit(15), or
-    kill the new node's processes and exit 1: no word, no row count); the launcher's handler stops
-    a launch cleanly in any phase, so for the block that function does nothing."""
-    utils = ray._private.utils
-    install = utils.set_sigterm_handler
-    utils.set_sigterm_handler = lambda handler: None
+def _sigterm_kept():
+    """The launcher's SIGTERM handler (study/launch.py: it stops a launch cleanly in any phase)
+    after ray.init, which installs its own for good as it starts, sys.exit(15): no word, no row
+    count. The launcher's goes back as the block ends, and a SIGTERM that ray.init's took meanwhile
+    (the SystemExit(15) it raised) is handed to it."""
+    launchers = signal.getsignal(signal.SIGTERM)
     try:
-        yield
-    finally:
-        utils.set_sigterm_handler = install
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, launchers)
+    except SystemExit as stop:
+        if stop.code == signal.SIGTERM and callable(launchers):
+            launchers(signal.SIGTERM, None)
+        raise
 
 
 @contextlib.contextmanager

@@ -1,9 +1,12 @@
 """The Fréchet distance and Gaussian statistics against analytic truths and pytorch-fid's sqrtm."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
-from pytorch_fid.fid_score import calculate_frechet_distance
+from pytorch_fid import fid_score
 
 from trainables import frechet
 
@@ -72,16 +75,29 @@ def test_many_sets_against_one_reference_of_few_images():
         assert distance == pytest.approx(frechet.frechet_distance(*reference, mu, sigma), rel=1e-9)
 
 
-@pytest.mark.filterwarnings(
-    "ignore:The `disp` argument is deprecated:DeprecationWarning"
-)  # inside pytorch-fid
-def test_agrees_with_pytorch_fid_sqrtm():
+def sqrtm_taking_disp(matrix: np.ndarray, disp: bool = True):
+    """scipy.linalg.sqrtm as scipy < 1.18 had it. pytorch-fid 0.3.0's calculate_frechet_distance
+    calls sqrtm(M, disp=False) and unpacks (root, error estimate); scipy 1.18 removed `disp`, so
+    there it raises TypeError. With disp=False this returns what scipy < 1.18 returned, the root
+    and ||root @ root - M||_F^2 / ||M||_F; without it, the root alone (scipy's default on both
+    lines)."""
+    root = scipy.linalg.sqrtm(matrix)
+    if disp:
+        return root
+    return root, np.linalg.norm(root @ root - matrix, "fro") ** 2 / np.linalg.norm(matrix, "fro")
+
+
+def test_agrees_with_pytorch_fid_sqrtm(monkeypatch):
+    """pytorch-fid's own calculate_frechet_distance, end to end, on every scipy: only the sqrtm it
+    looks up is swapped (for sqrtm_taking_disp), and only inside pytorch-fid."""
+    monkeypatch.setattr(fid_score, "linalg", SimpleNamespace(sqrtm=sqrtm_taking_disp))
     rng = np.random.default_rng(4)
     for _ in range(2):
         s1, s2 = random_psd(rng, 256, floor=0.1), random_psd(rng, 256, floor=0.1)
         m1, m2 = rng.standard_normal(256), rng.standard_normal(256)
         ours = frechet.frechet_distance(m1, s1, m2, s2)
-        assert ours == pytest.approx(calculate_frechet_distance(m1, s1, m2, s2), rel=1e-6)
+        theirs = fid_score.calculate_frechet_distance(m1, s1, m2, s2)
+        assert ours == pytest.approx(theirs, rel=1e-6)
         assert ours > 1.0  # the comparison is not between two zeros
 
 
