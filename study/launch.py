@@ -56,7 +56,7 @@ if __name__ == "__main__":  # the imports below take seconds; a stop then is a c
 import torch
 
 from analysis.results import usable
-from study import grids
+from study import grids, status
 from study.resources import gpu_fraction
 from study.store import FINISHED, ResultStore, StoreWriteError, check_usable, survey
 from trainables import checkpoints, data, features
@@ -464,6 +464,7 @@ def _warn(message: str) -> None:
 
 def _run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore) -> int:
     _warn_about_files(store)
+    status.write_plan(store.path, args.grid, trials, _finished(args), args.search)
     done = store.done(_finished(args))
     todo = [cfg for cfg in trials if cfg.trial_id() not in done]
     if not args.search and not todo:
