@@ -87,7 +87,7 @@ def _filter_colour(filters: int) -> str:
     return FILTER_COLOURS.get(filters) or OTHER_COLOURS[int(np.log2(filters)) % len(OTHER_COLOURS)]
 
 
-def _per_setting(rows: pd.DataFrame, encoded: tuple, title: str, needs: str, draw) -> Drawn:
+def per_setting(rows: pd.DataFrame, encoded: tuple, title: str, needs: str, draw) -> Drawn:
     """draw(rows of one setting) -> Figure, for each setting of the rows that it can draw.
 
     A setting is a metric and the departures from the dataset's default config in every curve field
@@ -142,7 +142,7 @@ def _precisions(rows: pd.DataFrame) -> list[str]:
     return sorted(rows["precision"].fillna("unrecorded").astype(str).unique())
 
 
-def _precision_style(curve: dict, rows: pd.DataFrame) -> tuple[str, dict]:
+def precision_style(curve: dict, rows: pd.DataFrame) -> tuple[str, dict]:
     """(' bf16', {'marker': '^'}) where the rows differ in precision, else ('', {})."""
     if len(_precisions(rows)) == 1:
         return "", {}
@@ -184,7 +184,7 @@ def _score_figure(rows: pd.DataFrame, panels: list[list[str]], style, marks=()) 
             for key, points in stats[stats["score"] == sampler].groupby(KEYS, dropna=False):
                 curve = dict(zip(KEYS, key, strict=True))
                 name, kwargs = style(curve, sampler)
-                suffix, marker = _precision_style(curve, rows)
+                suffix, marker = precision_style(curve, rows)
                 ax.plot(
                     points["latent"],
                     points["mean"],
@@ -240,7 +240,7 @@ def figure_1(ok: pd.DataFrame, dataset: str) -> Drawn:
         for sampler in ("mvg", "gmm")
     ]
     title = f"Figure 1 ({dataset_name(dataset)}): DAE dotted, VAE solid; colour = filters"
-    return _per_setting(
+    return per_setting(
         rows,
         ("model", "filters"),
         title,
@@ -283,7 +283,7 @@ def figure_2_5(ok: pd.DataFrame) -> Drawn:
         "Figures 2 and 5 (CIFAR-10): depth 1 solid, 2 dashed, 3 / [3,3,2,1] dotted; "
         "VAE baseline black"
     )
-    return _per_setting(rows, ("model", "filters", "depth"), title, needs, draw)
+    return per_setting(rows, ("model", "filters", "depth"), title, needs, draw)
 
 
 def figure_3(ok: pd.DataFrame) -> Drawn:
@@ -315,7 +315,7 @@ def figure_3(ok: pd.DataFrame) -> Drawn:
         "Figure 3 (CIFAR-10, DAE 128): depth 1 green / 2 blue, frozen purple / orange; "
         "MVG solid, GMM dotted"
     )
-    return _per_setting(rows, ("depth", "freeze_latent"), title, needs, draw)
+    return per_setting(rows, ("depth", "freeze_latent"), title, needs, draw)
 
 
 def figure_4(ok: pd.DataFrame) -> Drawn:
@@ -335,7 +335,7 @@ def figure_4(ok: pd.DataFrame) -> Drawn:
         return _score_figure(group, [["mvg", "gmm", "normal"]], style)
 
     title = "Figure 4 (CIFAR-10, 128 filters): DAE red, VAE orange, BN green, SN blue, LN black"
-    return _per_setting(rows, ("model", "latent_norm"), title, needs, draw)
+    return per_setting(rows, ("model", "latent_norm"), title, needs, draw)
 
 
 def figure_noise(ok: pd.DataFrame) -> Drawn:
@@ -358,7 +358,7 @@ def figure_noise(ok: pd.DataFrame) -> Drawn:
     title = (
         "Gaussian noise at the decoder input (CIFAR-10, 128 filters, depth 1) vs the VAE baseline"
     )
-    return _per_setting(rows, ("model", "noise_std"), title, needs, draw)
+    return per_setting(rows, ("model", "noise_std"), title, needs, draw)
 
 
 def noise_recon(ok: pd.DataFrame, dataset: str) -> Drawn:
@@ -381,7 +381,7 @@ def noise_recon(ok: pd.DataFrame, dataset: str) -> Drawn:
             stats = replicate_stats(group.assign(gmm_unconverged=False), [*KEYS, "latent"], column)
             for key, points in stats.groupby(["latent", "precision"], dropna=False):
                 latent = key[0]
-                suffix, marker = _precision_style(dict(precision=key[1]), group)
+                suffix, marker = precision_style(dict(precision=key[1]), group)
                 _mean_line(
                     ax,
                     points.sort_values("noise_std"),
@@ -400,7 +400,7 @@ def noise_recon(ok: pd.DataFrame, dataset: str) -> Drawn:
         f"Noise experiment ({dataset_name(dataset)}): "
         "reconstruction of the test images vs the decoder-input noise"
     )
-    return _per_setting(rows, ("noise_std",), title, needs, draw)
+    return per_setting(rows, ("noise_std",), title, needs, draw)
 
 
 def _mean_line(ax, points: pd.DataFrame, x: str, label: str, **style) -> None:
@@ -416,7 +416,7 @@ def _against_width(ax, stats: pd.DataFrame, rows: pd.DataFrame, paper=None) -> N
     paper's values (model -> {filters: value}) as crosses."""
     for key, points in stats.groupby(["model", "precision"], dropna=False):
         model = key[0]
-        suffix, marker = _precision_style(dict(precision=key[1]), rows)
+        suffix, marker = precision_style(dict(precision=key[1]), rows)
         points = points.sort_values("filters")
         _mean_line(
             ax,
@@ -486,7 +486,7 @@ def gap_width(ok: pd.DataFrame, dataset: str) -> Drawn:
         return fig
 
     title = f"Hypothesis 2 ({dataset_name(dataset)}): the MVG - GMM gap vs width"
-    return _per_setting(_width_rows(ok, dataset), ("model", "filters"), title, needs, draw)
+    return per_setting(_width_rows(ok, dataset), ("model", "filters"), title, needs, draw)
 
 
 def interp_width(ok: pd.DataFrame, dataset: str) -> Drawn:
@@ -513,7 +513,7 @@ def interp_width(ok: pd.DataFrame, dataset: str) -> Drawn:
         f"Interpolation ({dataset_name(dataset)}): decoded midpoints of encoded "
         "test pairs vs width, beside MVG and GMM samples"
     )
-    return _per_setting(_width_rows(ok, dataset), ("model", "filters"), title, needs, draw)
+    return per_setting(_width_rows(ok, dataset), ("model", "filters"), title, needs, draw)
 
 
 def scatter(ok: pd.DataFrame, dataset: str) -> Drawn:
@@ -549,7 +549,7 @@ def scatter(ok: pd.DataFrame, dataset: str) -> Drawn:
 
     name = dataset_name(dataset)
     title = f"Figure {figure} ({name}): encoded training images"
-    return _per_setting(rows, ("model", "filters"), title, needs, draw)  # it picks one width
+    return per_setting(rows, ("model", "filters"), title, needs, draw)  # it picks one width
 
 
 def _widest_shared(rows: pd.DataFrame) -> tuple[int, int]:
@@ -594,7 +594,7 @@ def gaussianity(ok: pd.DataFrame, axis: str) -> Drawn:
         for ax, stat in zip(fig.subplots(1, len(present), squeeze=False)[0], present, strict=True):
             for i, ((dataset, model, other, precision), line) in enumerate(lines):
                 line = line.assign(x=line[axis].map(position)).sort_values("x")
-                suffix, marker = _precision_style({"precision": precision}, group)
+                suffix, marker = precision_style({"precision": precision}, group)
                 name = f"{dataset} {model.upper()} " + (
                     f"depth {other}" if axis == "filters" else f"{other} filters"
                 )
@@ -631,7 +631,7 @@ def gaussianity(ok: pd.DataFrame, axis: str) -> Drawn:
     )
     rows = pick(ok, **PLAIN) if present else ok.iloc[:0]
     encoded = ("model", "filters", "depth")
-    return _per_setting(rows, encoded, title, needs, draw)
+    return per_setting(rows, encoded, title, needs, draw)
 
 
 # (file stem, description, builder(ok, dataset)) for each dataset present and both of the paper's
@@ -664,49 +664,60 @@ PER_DATASET = [
         noise_recon,
     ),
 ]
-FIXED = [  # (file stem, description, builder(ok))
+FIXED = [  # (file stem, description, the dataset it draws (None: any), builder(ok))
     (
         "figure_2_5",
         "Figures 2 and 5: CIFAR-10 DAE depth 1 / 2 / 3 / [3,3,2,1] per filter width vs the VAE",
+        "cifar10",
         figure_2_5,
     ),
     (
         "figure_3",
         "Figure 3: CIFAR-10 DAE, 128 filters, depth 1 and 2, latent layer trained vs frozen",
+        "cifar10",
         figure_3,
     ),
     (
         "figure_4",
         "Figure 4: CIFAR-10, 128 filters, latent BN / SN / LN vs plain DAE and VAE, all samplers",
+        "cifar10",
         figure_4,
     ),
     (
         "figure_noise",
         "Noise: CIFAR-10 DAE with decoder-input noise 0 / 0.1 / 0.5 / 1 vs the VAE",
+        "cifar10",
         figure_noise,
     ),
     (
         "gaussianity_width",
         "Hypothesis 2: |skew|, excess kurtosis and GMM - MVG held-out log-likelihood vs filters",
+        None,
         functools.partial(gaussianity, axis="filters"),
     ),
     (
         "gaussianity_depth",
         "Hypothesis 2: the same statistics vs depth",
+        None,
         functools.partial(gaussianity, axis="depth"),
     ),
 ]
 
 
-def figure_list(ok: pd.DataFrame) -> list[tuple[str, str, object]]:
-    """(file stem, one-line description, zero-argument builder -> Drawn) for every figure the
-    report tries to draw."""
+def figure_list(ok: pd.DataFrame) -> list[tuple[str, str, str | None, object]]:
+    """(file stem, one-line description, the dataset it draws (None: any), zero-argument builder
+    -> Drawn) for every figure the report tries to draw."""
     datasets = [*PAPER_DATASETS, *sorted(set(ok["dataset"]) - set(PAPER_DATASETS))]
     return [
         *(
-            (stem.format(d), text.format(dataset_name(d)), functools.partial(build, ok, d))
+            (
+                stem.format(d),
+                text.format(dataset_name(d)),
+                d,
+                functools.partial(build, ok, d),
+            )
             for stem, text, build in PER_DATASET
             for d in datasets
         ),
-        *((stem, text, functools.partial(build, ok)) for stem, text, build in FIXED),
+        *((stem, text, d, functools.partial(build, ok)) for stem, text, d, build in FIXED),
     ]

@@ -1,9 +1,12 @@
 """python analysis/report.py results.parquet --out report/ (or dae-study report ...)
 
-Writes every table (Markdown + CSV) and figure (PNG) the store allows, and report/README.md listing
-each with a one-line description, what could not be made and which rows it needs. Scores come from
-ok rows only; failed and diverged trials are counted per curve, with their errors, in status.md,
-which is written whatever the store holds.
+Writes every table (Markdown + CSV), figure and training curve (PNG + SVG) and labelled sample grid
+the store allows, and one page that shows them: report/index.html for a browser and report/README.md
+in Markdown, the same blocks in the same order (analysis/page.py): what the store holds, Tables 2
+and 3 beside the paper's, each curve's optimum, the other tables, the figures, the training curves,
+the sample grids, then one line per group of what could not be made and which rows it needs. Scores
+come from ok rows only (training curves from the diverged ones too); failed and diverged trials are
+counted per curve, with their errors, in status.md, which is written whatever the store holds.
 
 Exit status: 0 the report was written, however little the store allowed (a store whose every trial
 failed gives the status table and the README); 1 the store cannot be read (missing, empty, or a part
@@ -18,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import claims, figures, samples, tables
+from analysis import claims, figures, page, samples, tables, training
 from analysis.optimum import find_optima, latent_stats
-from analysis.results import load, usable
+from analysis.results import dataset_name, load, usable
 from trainables.errors import StoreError
 
 PAPER_ROWS = (
@@ -48,6 +51,15 @@ GAP_NOTES = [
     "another dataset: the middle latent size its curves share), mean over replicates beside the "
     "paper's Table 2; ci: 95% t-interval of the paired differences.",
 ]
+STATUS_TITLE = "Status of every curve: rows per status and their errors"
+SCORES_TITLE = (
+    "Every curve's scores per latent size: mean, std, n and 95% t-interval over replicates, "
+    "and gmm_unconverged"
+)
+# groups of what could not be made, besides each dataset's figures
+GRIDS = "Sample grids"
+OUR_VALUES = "Tables without values of ours beside the paper's"
+EMPTY = "Tables without rows"
 STATUS_NOTES = [
     "Every row of the store per curve, whatever its status; errors: each distinct first line of "
     "the error, with how many rows gave it.",
@@ -177,124 +189,227 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report: {error}", file=sys.stderr)
         return 1
     try:
-        made, missing = _write(args.store, rows, args.out, args.dpi)
+        files, missing = _write(args.store, rows, args.out, args.dpi)
     except OSError as error:
         print(f"report: cannot write the report to {args.out}: {error}", file=sys.stderr)
         return 1
     print(
-        f"report: {len(made)} files in {args.out}, {len(missing)} could not be made "
-        f"(see {args.out / 'README.md'})"
+        f"report: {files} files in {args.out}, {len(missing)} could not be made; open "
+        f"{args.out / 'index.html'} (or README.md)"
     )
     return 0
 
 
-def _write(store: Path, rows: pd.DataFrame, out: Path, dpi: int) -> tuple[list, list]:
-    """Every table and figure, then the README. -> (made, missing), as the README lists them."""
+def _write(store: Path, rows: pd.DataFrame, out: Path, dpi: int) -> tuple[int, list]:
+    """Every table and figure, then the page twice (README.md and index.html).
+    -> (files written, [(group, what, needs)] that could not be made)."""
     ok = usable(rows)
     out.mkdir(parents=True, exist_ok=True)
-    made, missing = _write_tables(rows, ok, out)
-    for stem, description, build in figures.figure_list(ok):
+    files, missing, shown = _write_tables(rows, ok, out)
+    drawn = {}
+    for section, entries in (
+        ("figures", figures.figure_list(ok)),
+        ("training", training.figure_list(rows)),
+    ):
+        drawn[section], lacking = _draw(entries, out, dpi)
+        missing += [(_group(dataset, ok), f"{stem}.png", needs) for stem, dataset, needs in lacking]
+        files += 2 * len(drawn[section])
+    grids, lost = samples.write_grids(store, ok, out)
+    files += len(grids)
+    if not grids:
+        missing.append((GRIDS, f"{samples.FOLDER}/", samples.NEEDS))
+    missing += [(GRIDS, path, "the store's _samples/ folder") for path in lost]
+    blocks = _page(store, rows, ok, shown, drawn, grids, missing)
+    (out / "README.md").write_text(page.markdown(blocks))
+    (out / "index.html").write_text(page.page(blocks, f"dae-study report: {store}"))
+    return files + 2, missing  # the two pages
+
+
+def _draw(entries: list, out: Path, dpi: int) -> tuple[list, list]:
+    """Each figure as STEM.png and STEM.svg. -> ([(stem, description, setting)] drawn,
+    [(stem, dataset, needs)] not)."""
+    drawn = []
+    lacking = []
+    for stem, description, dataset, build in entries:
         try:
-            drawn = build()
+            figures_drawn = build()
         except figures.Needs as needs:
-            missing.append((f"{stem}.png", description, str(needs)))
+            lacking.append((stem, dataset, str(needs)))
             continue
-        for suffix, setting, figure in drawn:
+        for suffix, setting, figure in figures_drawn:
             figure.savefig(out / f"{stem}{suffix}.png", dpi=dpi)
-            made.append((f"{stem}{suffix}.png", f"{description} [{setting}]"))
-    grids, lost = samples.copy_grids(store, ok, out)
-    if grids:
-        made.append((f"{samples.FOLDER}/", "Sample grids of each curve's best trial (below)"))
-    else:
-        missing.append((f"{samples.FOLDER}/", "sample grids", samples.NEEDS))
-    missing += [
-        (path, "a sample grid its row names", "the store's _samples/ folder") for path in lost
-    ]
-    (out / "README.md").write_text(_readme(store, rows, ok, made, missing, grids))
-    return made, missing
+            figure.savefig(out / f"{stem}{suffix}.svg", metadata={"Date": None})
+            drawn.append((f"{stem}{suffix}", description, setting))
+    return drawn, lacking
 
 
-def _write_tables(rows: pd.DataFrame, ok: pd.DataFrame, out: Path) -> tuple[list, list]:
-    """-> (made: [(files, description)], missing: [(what, description, needs)])."""
-    made = []
+def _group(dataset: str | None, ok: pd.DataFrame) -> str:
+    name = dataset_name(dataset)
+    if dataset is None:
+        return "Figures across datasets"
+    return f"{name} figures" + ("" if dataset in set(ok["dataset"]) else f" (no ok {dataset} rows)")
+
+
+def _write_tables(rows: pd.DataFrame, ok: pd.DataFrame, out: Path) -> tuple[int, list, dict]:
+    """-> (files written, missing: [(group, what, needs)],
+    {stem: (title, its cells as shown, its notes, the table)})."""
     missing = []
-    for stem, title, build, notes, gmm_based, needs in TABLES:
+    shown = {}
+    for stem, title, build, notes_of, gmm_based, needs in TABLES:
         table = build(ok)
-        tables.write_table(table, out / stem, title, notes(table), gmm_based)
-        made.append((f"{stem}.md, {stem}.csv", title))
+        notes = notes_of(table)
+        tables.write_table(table, out / stem, title, notes, gmm_based)
+        shown[stem] = (title, *tables.shown_table(table, notes, gmm_based), table)
         if table.filter(like="_ours").columns.any():
             if not tables.comparable(table).any():
-                missing.append(
-                    (f"our values in {stem}.md", "scores comparable to the paper's FIDs", needs)
-                )
+                missing.append((OUR_VALUES, stem, needs))
         elif table.empty:
-            missing.append((f"rows in {stem}.md", title, needs))
+            missing.append((EMPTY, stem, needs))
     status = tables.make_status_table(rows)
-    status_title = "Status of every curve: rows per status and their errors"
-    tables.write_table(status, out / "status", status_title, STATUS_NOTES, ())
-    made.append(("status.md, status.csv", status_title))
+    tables.write_table(status, out / "status", STATUS_TITLE, STATUS_NOTES, ())
     latent_stats(ok).to_csv(out / "scores.csv", index=False)
-    made.append(
-        (
-            "scores.csv",
-            "Every curve's scores per latent size: mean, std, n and 95% t-interval over "
-            "replicates, and gmm_unconverged",
-        )
-    )
-    return made, missing
+    return 2 * len(TABLES) + 3, missing, shown
 
 
 def _counts(values: pd.Series) -> str:
     return ", ".join(f"{n} {name}" for name, n in values.value_counts(dropna=False).items())
 
 
-def _readme(
-    store: Path, rows: pd.DataFrame, ok: pd.DataFrame, made: list, missing: list, grids: list
-) -> str:
-    sources = ok.loc[ok["metric"] == "FID", "fid_weights_source"].fillna("unrecorded")
-    lines = [
-        "# dae-study report",
-        "",
-        f"Store: `{store}`: {len(rows)} rows ({_counts(rows['status'])}). Scores use the "
-        f"{len(ok)} ok trials only (one row per trial_id); failed and diverged trials are counted "
-        "per curve, with their errors, in `status.md`.",
-        f"Ok rows by metric: {_counts(ok['metric']) or 'none'}. Only FID rows (Inception features)"
-        " are set beside the paper's numbers; FD (digits-cnn) is a different feature space.",
-        f"FID rows by the source of their Inception weights: {_counts(sources) or 'none'}.",
-        f"Ok rows by training precision: {_counts(ok['precision'].fillna('unrecorded')) or 'none'}."
-        " Curves of different precision are never pooled: tables have a precision column, and"
-        " figures say it in the title, or in the labels where their curves differ.",
-        f"GMM fits that did not converge: {int(ok['gmm_unconverged'].sum())} of {len(ok)} ok rows."
-        f" Scores resting on one are marked {tables.UNCONVERGED_MARK} in the tables "
-        "(gmm_unconverged counts them) and ringed in red in the figures.",
-        "Figures never mix protocols: a figure's curves are split by every curve field its legend "
-        "does not show and where they depart from the dataset's default config, one file per "
-        "setting. The setting closest to the default keeps the plain name; each other one is "
-        "suffixed with the fields where it differs from that one (e.g. "
-        "`figure_1_digits__epochs-2.png`), and each title names its setting.",
-        "",
-        "## Made",
-        "",
-        *(f"- `{name}`: {description}" for name, description in made),
-        "",
-        "## Could not be made",
-        "",
-        *(f"- `{name}`: {description}. needs: {needs}" for name, description, needs in missing),
+def _holdings(rows: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: its rows by status, and its ok rows by metric, precision and the source of
+    their Inception weights."""
+    per_dataset = []
+    for dataset, group in rows.groupby("dataset", sort=True):
+        good = ok[ok["dataset"] == dataset]
+        fid = good.loc[good["metric"] == "FID", "fid_weights_source"].fillna("unrecorded")
+        statuses = group["status"].value_counts()
+        per_dataset.append(
+            {
+                "dataset": dataset,
+                "rows": str(len(group)),
+                **{status: str(statuses.get(status, 0)) for status in tables.STATUS_ORDER},
+                "ok rows by metric": _counts(good["metric"]) or "–",
+                "by precision": _counts(good["precision"].fillna("unrecorded")) or "–",
+                "FID weights": _counts(fid) or "–",
+            }
+        )
+    return pd.DataFrame(per_dataset)
+
+
+def _files(stem: str) -> str:
+    return f"[{stem}.md]({stem}.md) · [{stem}.csv]({stem}.csv)"
+
+
+def _table_blocks(stem: str, shown: dict, only_comparable: bool) -> list:
+    """A table of the report with its notes: the rows that hold an FID of ours where
+    only_comparable (the rest is in its files), every row otherwise."""
+    title, cells, notes, table = shown[stem]
+    blocks = [page.Heading(title, 3), page.Bullets(tuple(notes))]
+    if only_comparable:
+        cells = cells[tables.comparable(table).to_numpy()]
+    if cells.empty:
+        nothing = "No FID of ours to set beside the paper's" if only_comparable else "No rows"
+        blocks.append(page.Text(f"{nothing} (see the last section). {_files(stem)}"))
+    else:
+        blocks += [page.Table(cells), page.Text(_files(stem))]
+    return blocks
+
+
+def _figure_blocks(drawn: list, empty: str) -> list:
+    if not drawn:
+        return [page.Text(empty)]
+    return [
+        page.Picture(
+            f"{name}.png",
+            description,
+            f"`{name}`: {description}. Setting: {setting}. [SVG]({name}.svg)",
+        )
+        for name, description, setting in drawn
     ]
-    if not missing:
-        lines.append("Everything was made.")
-    if grids:
-        lines += [
-            "",
-            "## Sample grids",
-            "",
+
+
+def _missing_lines(missing: list) -> list[str]:
+    """One line per group: its files, those that need the same rows together."""
+    lines = []
+    for group in dict.fromkeys(group for group, _, _ in missing):
+        needs = {}
+        for _, what, need in (entry for entry in missing if entry[0] == group):
+            needs.setdefault(need, []).append(f"`{what}`")
+        if group.endswith(" rows)"):  # a dataset the store has no ok rows of: that is what it needs
+            names = [name for names in needs.values() for name in names]
+            lines.append(f"{group}: {', '.join(names)}.")
+            continue
+        parts = [
+            f"{', '.join(names)} {'needs' if len(names) == 1 else 'need'} {need}"
+            for need, names in needs.items()
+        ]
+        lines.append(f"{group}: {'; '.join(parts)}.")
+    return lines
+
+
+def _page(store, rows, ok, shown, drawn, grids, missing) -> list:
+    """The report's page, in the order a reader wants it."""
+    other_tables = [stem for stem, *_ in TABLES if stem not in ("table_2", "table_3", "optima")]
+    return [
+        page.Heading("dae-study report", 1),
+        page.Contents(),
+        page.Heading("What the store holds"),
+        page.Text(f"Store `{store}`: {len(rows)} rows ({_counts(rows['status'])})."),
+        page.Table(_holdings(rows, ok)),
+        page.Bullets(
+            (
+                f"Scores use the {len(ok)} ok trials only (one row per trial_id); failed and "
+                f"diverged trials are counted per curve, with their errors, in {_files('status')}.",
+                "Only FID rows (Inception features) are set beside the paper's numbers; an FD "
+                "(e.g. digits-cnn) is a distance in another feature space.",
+                f"GMM fits that did not converge: {int(ok['gmm_unconverged'].sum())} of {len(ok)} "
+                f"ok rows; scores resting on one are marked {tables.UNCONVERGED_MARK} in the tables"
+                " and ringed in red in the figures.",
+                "Curves of different precision are never pooled, and a figure never mixes "
+                "protocols: each setting (every curve field its legend does not show, where it "
+                "departs from the dataset's default config) has a file of its own, the one closest "
+                "to the default the plain name, the others suffixed with where they differ from it "
+                "(e.g. `figure_1_digits__epochs-2.png`); the caption names the setting.",
+            )
+        ),
+        page.Heading("Tables 2 and 3 beside the paper's"),
+        *_table_blocks("table_2", shown, only_comparable=True),
+        *_table_blocks("table_3", shown, only_comparable=True),
+        page.Heading("Each curve's optimum"),
+        *_table_blocks("optima", shown, only_comparable=False),
+        page.Heading("Other tables"),
+        page.Bullets(
+            (
+                *(f"{shown[stem][0]}: {_files(stem)}" for stem in other_tables),
+                f"{STATUS_TITLE}: {_files('status')}",
+                f"{SCORES_TITLE}: [scores.csv](scores.csv)",
+            )
+        ),
+        page.Heading("Figures"),
+        *_figure_blocks(
+            drawn["figures"], "None could be drawn from this store (see the last section)."
+        ),
+        page.Heading("Training curves"),
+        *_figure_blocks(drawn["training"], "No row has a loss history (see the last section)."),
+        page.Heading("Sample grids"),
+        page.Text(
             "Each curve's best trial: its ok row with the lowest MVG score, whatever its latent "
             "size. Rows: test images, their reconstructions, MVG samples, GMM samples (no GMM row "
-            "where the GMM could not be fitted).",
-            "",
-            *grids,
-        ]
-    return "\n".join(lines) + "\n"
+            "where the GMM could not be fitted)."
+        ),
+        *(
+            block
+            for grid in grids
+            for block in (
+                page.Heading(grid.title, 3),
+                page.Picture(grid.file, grid.title, grid.caption),
+            )
+        ),
+        page.Heading("What could not be made"),
+        page.Bullets(tuple(_missing_lines(missing)))
+        if missing
+        else page.Text("Everything was made."),
+    ]
 
 
 if __name__ == "__main__":

@@ -255,8 +255,24 @@ def write_table(
     gmm_unconverged count is above 0, with a note saying what it means."""
     csv = stem.with_suffix(".csv")
     md = stem.with_suffix(".md")
-    table = table.astype({c: "Int64" for c in INTEGER_COLUMNS if c in table.columns})
-    table.to_csv(csv, index=False)
+    _typed(table).to_csv(csv, index=False)
+    shown, notes = shown_table(table, notes, gmm_based)
+    bullets = "".join(f"- {note}\n" for note in notes)
+    md.write_text(f"# {title}\n\n{bullets}\n{markdown_table(shown)}\n")
+    return [md, csv]
+
+
+def _typed(table: pd.DataFrame) -> pd.DataFrame:
+    return table.astype({c: "Int64" for c in INTEGER_COLUMNS if c in table.columns})
+
+
+def shown_table(
+    table: pd.DataFrame, notes: list[str], gmm_based=("gmm",)
+) -> tuple[pd.DataFrame, list[str]]:
+    """(the table as the report shows it, every cell as text, in the rows' order; its notes, with
+    UNCONVERGED_NOTE where a cell is marked): what write_table's Markdown and the report's page
+    show."""
+    table = _typed(table)
     shown = _side_by_side(table)
     if "gmm_unconverged" in table.columns:
         marked = table["gmm_unconverged"].fillna(0).to_numpy() > 0
@@ -267,9 +283,7 @@ def write_table(
             ]
         if marked.any():
             notes = [*notes, UNCONVERGED_NOTE]
-    bullets = "".join(f"- {note}\n" for note in notes)
-    md.write_text(f"# {title}\n\n{bullets}\n{_markdown(shown)}\n")
-    return [md, csv]
+    return shown.map(_cell), notes
 
 
 def _side_by_side(table: pd.DataFrame) -> pd.DataFrame:
@@ -293,10 +307,11 @@ def _side_by_side(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def _markdown(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A Markdown table of a frame of text cells."""
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
     lines += [
-        "| " + " | ".join(_cell(value) for value in row) + " |"
+        "| " + " | ".join(value.replace("|", "\\|") for value in row) + " |"
         for row in frame.itertuples(index=False)
     ]
     return "\n".join(lines)
@@ -307,4 +322,4 @@ def _cell(value) -> str:
         return "–"
     if isinstance(value, float):
         return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
-    return str(value).replace("|", "\\|")
+    return str(value)

@@ -2,9 +2,10 @@
 
     dae-study launch [ARGS]   run a grid into the results store: python study/launch.py ARGS
     dae-study report [ARGS]   the paper's tables and figures from it: python analysis/report.py ARGS
+    dae-study status STORE    how far a launch into the store is, per curve: study/status.py
 
 `dae-study COMMAND --help` lists a command's arguments. A command's module is imported only when it
-is named, so the report never loads torch or Ray.
+is named, so the report and the status never load torch or Ray.
 """
 
 import importlib
@@ -13,7 +14,7 @@ import signal
 import sys
 
 # command -> the module whose main(argv) runs it
-COMMANDS = {"launch": "study.launch", "report": "analysis.report"}
+COMMANDS = {"launch": "study.launch", "report": "analysis.report", "status": "study.status"}
 EXIT_USAGE = 2
 
 

@@ -56,7 +56,7 @@ if __name__ == "__main__":  # the imports below take seconds; a stop then is a c
 import torch
 
 from analysis.results import usable
-from study import grids, layout
+from study import grids, layout, status
 from study.resources import gpu_fraction
 from study.store import FINISHED, ResultStore, check_usable, survey
 from trainables import checkpoints, curves, data, features
@@ -463,6 +463,7 @@ def _warn(message: str) -> None:
 
 def _run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore) -> int:
     _warn_about_files(store)
+    status.write_plan(store.path, args.grid, trials, _finished(args), args.search)
     done = store.done(_finished(args))
     todo = [cfg for cfg in trials if cfg.trial_id() not in done]
     if not args.search and not todo:
@@ -504,7 +505,7 @@ def _run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore
     except runner.Abort as abort:  # carried out of Tune's loop: the store refused a write
         raise abort.error from None
     _summary(store, trials)
-    print(f"finished in {runner.format_duration(time.monotonic() - start)}")
+    print(f"finished in {status.format_duration(time.monotonic() - start)}")
     return EXIT_FAILED_TRIAL if any(callback.failed for callback in callbacks) else 0
 
 

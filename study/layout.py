@@ -8,6 +8,7 @@
         _samples/              each trial's PNG grid of samples and reconstructions (<trial_id>.png)
         _checkpoints/          mid-trial checkpoints of trials still running or interrupted
         _tune/                 Ray Tune's own experiment state (study/runner.py), not results
+        _launch.json           the plan of the last launch: its trials and curves (study/status.py)
         .lock                  flock of the one launcher writing here; holds its pid
         .tmp-<id>.parquet.partial  a part being written (gone once renamed into place)
 
@@ -33,6 +34,7 @@ FOREIGN = "_foreign"
 SAMPLES = "_samples"
 CHECKPOINTS = "_checkpoints"
 TUNE = "_tune"
+PLAN = "_launch.json"
 LOCK = ".lock"
 # Leading ".": pyarrow skips it; trailing ".partial": a "*.parquet" glob does (DuckDB's and Polars'
 # globs match hidden files). Opening the store deletes every TEMP_PREFIX file: none is a row.

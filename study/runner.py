@@ -29,6 +29,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from study import layout
 from study.resources import gpu_fraction, longest_first
+from study.status import format_duration
 from study.store import FINISHED, ResultStore
 from study.watchdog import WATCH_TAG
 from trainables import checkpoints, curves, data
@@ -251,10 +252,6 @@ def _remove_checkpoint(cfg: TrialConfig) -> None:
             checkpoint.remove()
     except (OSError, ValueError) as exc:
         print(f"warning: could not remove the checkpoint of {cfg.trial_id()}: {exc}", flush=True)
-
-
-def format_duration(seconds: float) -> str:
-    return str(datetime.timedelta(seconds=round(seconds)))
 
 
 class StoreCallback(tune.Callback):

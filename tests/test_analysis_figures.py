@@ -1,6 +1,7 @@
 """Figures: drawn from crafted rows with the paper's encodings, log latent axes and the right metric
 name; one figure per protocol, precision in the labels, unconverged GMMs ringed."""
 
+import numpy as np
 import pandas as pd
 import pytest
 from analysis_data import (
@@ -13,8 +14,9 @@ from analysis_data import (
     offset,
     ok_rows,
 )
+from report_data import with_history
 
-from analysis import figures
+from analysis import figures, training
 from analysis.results import usable
 
 DAE_128 = {"dataset": "cifar10", "filters": 128, "model": "dae"}
@@ -235,8 +237,9 @@ def test_no_figure_draws_two_curves_with_one_label(full):
         *curve_rows([{**DAE_128, "model": "vae", "bce_reduction": "mean"}], latents=(128,)),
     ]
     rows = pd.concat([full, usable(pd.DataFrame(extra))], ignore_index=True)
+    rows = rows.assign(loss_history=[[3.0, 2.0]] * len(rows), diverged_epoch=None)
     names = []
-    for stem, _, build in figures.figure_list(rows):
+    for stem, _, _, build in [*figures.figure_list(rows), *training.figure_list(rows)]:
         try:
             drawn = build()
         except figures.Needs:
@@ -252,6 +255,7 @@ def test_no_figure_draws_two_curves_with_one_label(full):
                 assert len(labels) == len(set(labels)), (stem + suffix, labels)
     assert len(names) == len(set(names))
     assert {"figure_1_cifar10__epochs-2", "figure_1_cifar10__bce_reduction-mean"} <= set(names)
+    assert {"training_cifar10__epochs-2", "training_cifar10__bce_reduction-mean"} <= set(names)
 
 
 def test_each_setting_is_named_by_where_it_differs_from_the_main_one():
@@ -277,3 +281,58 @@ def test_each_setting_is_named_by_where_it_differs_from_the_main_one():
         ("__epochs-default__lr-0.01", "lr=0.01; precision fp32"),
         ("__lr-0.01", "epochs=2, lr=0.01; precision fp32"),
     ]
+
+
+def trained_digits(diverged_epoch: int | None = 3) -> pd.DataFrame:
+    """Every row of a digits store as the report reads it: ok rows of 4 curves at 2 latents with
+    loss histories, a failed row, and a diverged DAE f8 trial (seed 1) unless None."""
+    rows = [with_history(row) for row in curve_rows(DIGITS_CURVES, latents=(4, 8))]
+    failed = make_row({"dataset": "digits", "filters": 8, "latent": 8, "seed": 2}, "failed")
+    rows.append({**failed, "loss_history": None, "diverged_epoch": None})
+    if diverged_epoch is not None:
+        diverged = make_row({"dataset": "digits", "filters": 8, "latent": 8, "seed": 1}, "diverged")
+        rows.append(with_history(diverged, diverged_epoch=diverged_epoch))
+    return pd.DataFrame(rows)
+
+
+def test_training_curves_one_panel_per_curve_one_line_per_trial():
+    fig = single(training.training_curves(trained_digits(diverged_epoch=None), "digits"))
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert sorted(ax.get_title() for ax in panels) == [
+        "DAE 16 filters, depth 1",
+        "DAE 8 filters, depth 1",
+        "VAE 16 filters, depth 1",
+        "VAE 8 filters, depth 1",
+    ]
+    dae_8 = next(ax for ax in panels if ax.get_title() == "DAE 8 filters, depth 1")
+    latent_4 = lines(dae_8)["latent 4"]
+    assert list(latent_4.get_xdata()) == list(range(1, 11))  # epochs, from 1
+    expected = with_history(make_row({"dataset": "digits", "filters": 8, "latent": 4}))
+    assert list(latent_4.get_ydata()) == expected["loss_history"]
+    assert dae_8.get_yscale() == "linear"  # 5x the floor at most: no decade to span
+
+
+def test_a_diverged_trial_is_marked_at_the_epoch_its_loss_was_not_finite():
+    """Diverged in epoch 4 (diverged_epoch 3, from 0): its line ends at epoch 3, the X is above
+    epoch 4; the failed row, without a history, is not drawn."""
+    fig = single(training.training_curves(trained_digits(diverged_epoch=3), "digits"))
+    dae_8 = next(ax for ax in fig.axes if ax.get_title() == "DAE 8 filters, depth 1")
+    (mark,) = [line for line in dae_8.get_lines() if line.get_label() == "diverged"]
+    assert list(mark.get_xdata()) == [4] and mark.get_color() == "red"
+    ends = [line.get_xdata()[np.isfinite(line.get_ydata())][-1] for line in dae_8.get_lines()[:-1]]
+    assert sorted(ends) == [3, 10, 10]  # the diverged trial, then latents 4 and 8
+    others = [ax for ax in fig.axes if ax is not dae_8]
+    assert not any(line.get_label() == "diverged" for ax in others for line in ax.get_lines())
+
+
+def test_losses_that_span_decades_get_a_log_axis():
+    rows = trained_digits(diverged_epoch=None)
+    rows["loss_history"] = [[1000.0, 10.0, 1.0]] * len(rows)
+    fig = single(training.training_curves(rows, "digits"))
+    assert {ax.get_yscale() for ax in fig.axes if ax.get_visible()} == {"log"}
+
+
+def test_training_curves_need_a_loss_history():
+    rows = trained_digits().assign(loss_history=None)
+    with pytest.raises(figures.Needs, match="ok or diverged digits rows with a loss_history"):
+        training.training_curves(rows, "digits")
