@@ -324,17 +324,6 @@ def test_image_sets_of_other_shapes_or_types_are_refused(digits):
     assert extractor.device_features([]).shape == (0, 64)
 
 
-@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
-def test_the_scoring_benchmark_knows_when_pytorch_fids_distance_cannot_run(monkeypatch):
-    """scipy 1.18 removed sqrtm's `disp`, which pytorch-fid 0.3.0 passes: benchmarks/scoring.py
-    then times pytorch-fid's features alone instead of crashing."""
-    import scipy.linalg
-
-    sqrtm = scipy.linalg.sqrtm
-    monkeypatch.setattr(scipy.linalg, "sqrtm", lambda matrix: sqrtm(matrix))  # as scipy 1.18
-    assert "disp" in sqrtm_failure() and "fails on scipy" in sqrtm_failure()
-
-
 class PytorchFidModel(torch.nn.Module):
     """The digits-cnn as pytorch-fid's get_activations calls a model: it reads image files as RGB
     and takes model(batch)[0] as (N, dims, 1, 1) activations; the digits are grey, so one channel
