@@ -1,9 +1,11 @@
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from launching import kill_sessions, session_members
 
+from trainables import features
 from trainables.digits_cnn import DIGITS_CNN_FILE, DigitsCNN
 
 
@@ -49,3 +51,26 @@ def untrained_digits_cnn():
 def digits_cache(tmp_path, untrained_digits_cnn) -> Path:
     """A cache folder holding the untrained digits-cnn."""
     return untrained_digits_cnn(tmp_path / "cache")
+
+
+@pytest.fixture(scope="session")
+def random_fid_weights(tmp_path_factory) -> Path:
+    """A weights file in the real FID layout with seeded random values: the real loading path, and
+    features that are the same on both sides of any comparison."""
+    path = tmp_path_factory.mktemp("weights") / features.FID_WEIGHTS_FILE
+    torch.save(features.random_inception_state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_weights_env(tmp_path_factory, untrained_digits_cnn, random_fid_weights) -> dict:
+    """The environment of an offline launch whose trials score: the random FID weights and an
+    untrained digits-cnn cached where every trial looks, so no launcher or Ray worker trains one;
+    for tests that judge what becomes of rows, not the scores. No data."""
+    root = tmp_path_factory.mktemp("random-weights")
+    return {
+        **os.environ,
+        "DAE_DATA_ROOT": str(root / "no-data"),
+        "DAE_FID_WEIGHTS": str(random_fid_weights),
+        "DAE_CACHE_DIR": str(untrained_digits_cnn(root / "cache")),
+    }

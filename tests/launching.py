@@ -7,12 +7,15 @@ checks nothing is).
 """
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from study.layout import live_parts
 
 REPO = Path(__file__).resolve().parents[1]
 # Runs main() in-process and says afterwards whether anything imported Ray.
@@ -59,6 +62,43 @@ def probe(env: dict, *args: str, prelude: str = "") -> subprocess.CompletedProce
     )
 
 
+# main() for each case in one interpreter (imports paid once): its exit status, stdout, stderr, and
+# whether Ray was imported
+MAINS = """
+import contextlib, io, json, os, sys
+from study.launch import main
+results = []
+for case in json.load(sys.stdin):
+    saved = dict(os.environ)
+    os.environ.update(case["env"])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(case["argv"])
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code
+    os.environ.clear()
+    os.environ.update(saved)
+    ray = "ray" in sys.modules
+    results.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(), "ray": ray})
+json.dump(results, sys.stdout)
+"""
+
+
+def run_mains(env: dict, cases: list[dict]) -> list[dict]:
+    """Each {"argv": [...], "env": {...}} through study.launch.main in one fresh interpreter."""
+    result = subprocess.run(
+        [sys.executable, "-c", MAINS],
+        input=json.dumps(cases),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def kill_sessions(sids: list[int], wait_s: float = 10) -> None:
     """SIGKILL every process left in these sessions and wait for them to go."""
     deadline = time.monotonic() + wait_s
@@ -85,8 +125,28 @@ def session_members(sid: int) -> list[int]:
     return members
 
 
+def kill_and_wait(pid: int, wait_s: float = 30) -> None:
+    """SIGKILL one process and wait until it is dead (its files closed), reaped or not."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return  # gone
+        if state == "Z":
+            return  # dead, its files closed; its parent has not reaped it yet
+        time.sleep(0.02)
+    raise TimeoutError(f"pid {pid} survived SIGKILL")
+
+
+def snapshot(store: Path) -> dict[str, tuple[int, int]]:
+    """Live part name -> (inode, mtime): a file rewritten or replaced gets a new pair."""
+    return {part.name: (part.stat().st_ino, part.stat().st_mtime_ns) for part in live_parts(store)}
+
+
 def read_by_every_tool(path) -> dict[str, tuple[list[str], list[str]]]:
-    """tool -> (the files it read, the trial_ids of its rows), read the ways the README says."""
+    """tool -> (the files it read, the trial_ids of its rows), read the ways docs/store.md says."""
     import duckdb
     import polars as pl
     import pyarrow.dataset as ds

@@ -13,29 +13,20 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+from fixtures import TIMING
 from ray.tune.search.optuna import OptunaSearch
 
 from study import launch, runner
 from study.grids import SMOKE_BASE
 from study.layout import live_parts
-from trainables import checkpoints, data, digits_cnn, trial
+from trainables import checkpoints, data, trial
 from trainables.config import make_config
 from trainables.trial import run_trial
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the trials here are tiny
 # Columns that differ between two runs of the same trial whatever they compute: times, and whether
 # the trial resumed.
-PER_RUN = {
-    "wall_s",
-    "train_s",
-    "eval_s",
-    "encode_s",
-    "prior_s",
-    "sample_s",
-    "score_s",
-    "started_at",
-    "resumed_from_epoch",
-}
+PER_RUN = {*TIMING, "resumed_from_epoch"}
 
 
 class Interrupted(Exception):
@@ -43,10 +34,10 @@ class Interrupted(Exception):
 
 
 @pytest.fixture
-def config(tmp_path):
+def config(tmp_path, untrained_digits_cnn):
     """A tiny digits trial of 4 epochs with a checkpoint every 2, an untrained digits-cnn cached
     (the scores here judge equality, not quality)."""
-    torch.save(digits_cnn.DigitsCNN().state_dict(), tmp_path / digits_cnn.DIGITS_CNN_FILE)
+    untrained_digits_cnn(tmp_path)
     return {
         **SMOKE_BASE,
         "epochs": 4,

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
-from launching import REPO, kill_sessions, session_members, start
-from test_reliability import kill_and_wait
+from fixtures import TINY_CIFAR10
+from launching import REPO, kill_and_wait, kill_sessions, session_members, start
 
 from study import layout
 from study.grids import SMOKE_BASE
-from trainables import digits_cnn, features
+from trainables import features
 from trainables.config import make_config
 from trainables.testing import write_cifar10_fixture
 from trainables.trial import run_trial
@@ -44,16 +43,7 @@ LONG = {
     "gmm_components": 2,
     "checkpoint_every": 1,
 }
-PER_RUN = {"wall_s", "train_s", "eval_s", "encode_s", "prior_s", "sample_s", "score_s"}
 TIMEOUT_S = 120  # any wait here ends by then: a hung Ray fails the test, never hangs it
-
-
-def digits_cache(folder: Path) -> Path:
-    """An untrained digits-cnn where a node's trials look for it: these tests judge resuming and
-    where rows land, not scores, and each node is spared training one."""
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(digits_cnn.DigitsCNN().state_dict(), folder / digits_cnn.DIGITS_CNN_FILE)
-    return folder
 
 
 def wait_for(what: str, ready, proc: subprocess.Popen | None = None, timeout: float = TIMEOUT_S):
@@ -92,9 +82,10 @@ def assert_same_result(row: pd.Series, reference: dict) -> None:
 
 
 def test_a_worker_killed_mid_training_is_retried_and_resumes_from_its_checkpoint(
-    sessions, tmp_path
+    sessions, tmp_path, untrained_digits_cnn
 ):
-    cache = digits_cache(tmp_path / "cache")
+    # scored in an untrained digits-cnn's features: what is judged is the resume, not the scores
+    cache = untrained_digits_cnn(tmp_path / "cache")
     env = {**os.environ, "DAE_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
     grid, store, saved = tmp_path / "long.json", tmp_path / "results", tmp_path / "checkpoints"
     grid.write_text(json.dumps([LONG]))
@@ -122,16 +113,7 @@ def test_a_worker_killed_mid_training_is_retried_and_resumes_from_its_checkpoint
 
 # A CIFAR-10 trial that diverges in its first epoch: training proves its images arrived, and a
 # diverged trial is never scored (scoring with Inception on a CPU takes half a minute).
-CIFAR_DIVERGING = {
-    "dataset": "cifar10",
-    "filters": 4,
-    "latent": 4,
-    "epochs": 1,
-    "batch_size": 16,
-    "precision": "fp32",
-    "lr": 1e30,
-    "verify_checksums": False,
-}
+CIFAR_DIVERGING = {**TINY_CIFAR10, "lr": 1e30}
 # The head notices a lost node within seconds, not the default 15 (GCS settings, read from the
 # environment of `ray start --head`).
 FAST_HEALTH_CHECKS = {
@@ -212,7 +194,7 @@ def node():
 
 
 def test_a_cluster_on_this_machine_stores_every_row_on_the_head_and_resumes_a_lost_node(
-    node, sessions, tmp_path
+    node, sessions, tmp_path, untrained_digits_cnn
 ):
     head_dir, worker_dir = tmp_path / "head", tmp_path / "worker"
     for folder in (head_dir, worker_dir):
@@ -231,7 +213,7 @@ def test_a_cluster_on_this_machine_stores_every_row_on_the_head_and_resumes_a_lo
     worker_env = {  # a data root of its own, empty: a trial that read one here would fail
         **bare,
         "DAE_DATA_ROOT": str(worker_dir / "no-data"),
-        "DAE_CACHE_DIR": str(digits_cache(worker_dir / "cache")),
+        "DAE_CACHE_DIR": str(untrained_digits_cnn(worker_dir / "cache")),
         "PYTHONPATH": str(REPO),
     }
     (port,) = free_ports(1)

@@ -1,3 +1,6 @@
+"""trainables/config.py: the defaults per dataset, every field's rule (bad input names its key),
+the runtime options, and the trial id: what changes it and what leaves it alone."""
+
 import dataclasses
 
 import numpy as np
@@ -161,6 +164,37 @@ def test_depth_forms_normalise():
     assert cfg.depth == "3-3-2-1" and cfg.stage_depths == (3, 3, 2, 1)
     assert make_config({"depth": "3-3-2-1"}) == cfg
     assert make_config({"depth": 2}).stage_depths == (2, 2, 2, 2)
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"precision": "fp16"}, "precision"),
+        ({"precision": 16}, "precision"),
+        ({"compile": "yes"}, "compile"),
+        ({"gmm_backend": "cuml"}, "gmm_backend"),
+        ({"train_loop": "dataloader"}, "train_loop"),
+        ({"cuda_graph": "yes"}, "cuda_graph"),
+        ({"score_tf32": 1}, "score_tf32"),
+    ],
+)
+def test_runtime_options_are_validated(overrides, key):
+    with pytest.raises(ValueError, match=key):
+        make_config(overrides)
+
+
+def test_runtime_options_leave_the_trial_id_alone():
+    base = make_config({"latent": 64})
+    assert (base.compile, base.gmm_backend, base.train_loop) == (False, "auto", "fast")
+    assert (base.cuda_graph, base.score_tf32) == (True, False)
+    for overrides in (
+        {"compile": True},
+        {"gmm_backend": "torch"},
+        {"train_loop": "plain"},
+        {"cuda_graph": False},
+        {"score_tf32": True},
+    ):
+        assert make_config({"latent": 64, **overrides}).trial_id() == base.trial_id()
 
 
 def test_trial_id_is_stable_and_ignores_where_it_runs():

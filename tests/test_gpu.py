@@ -12,13 +12,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_fastpath import TINY_DIGITS  # noqa: E402
+from fixtures import TINY_DIGITS
 
-from benchmarks.gmm import warped_codes  # noqa: E402
+from benchmarks.gmm import warped_codes
 from trainables import features, frechet, priors
 from trainables.config import make_config
 from trainables.cuda_graph import EagerStep, GraphedStep, adam, batch_loss, training_step
-from trainables.digits_cnn import DIGITS_CNN_FILE, DigitsCNN
 from trainables.models import build_model
 from trainables.scored_sets import SCORED_SETS
 from trainables.train import train
@@ -234,12 +233,10 @@ def test_compiled_forward_and_loss_are_captured_in_the_graph(deterministic):
     torch.compiler.reset()
 
 
-def test_a_trial_on_cuda_records_its_graphed_steps_and_tf32_scores(tmp_path):
+def test_a_trial_on_cuda_records_its_graphed_steps_and_tf32_scores(digits_cache):
     """run_trial on CUDA end to end, digits scored in an untrained digits-cnn's features (the
     same features on both sides is all a score needs here)."""
-    torch.manual_seed(0)
-    torch.save(DigitsCNN().state_dict(), tmp_path / DIGITS_CNN_FILE)
-    config = {**TINY_DIGITS, "device": "cuda", "cache_dir": str(tmp_path)}
+    config = {**TINY_DIGITS, "device": "cuda", "cache_dir": str(digits_cache)}
     for tf32 in (False, True):
         row = run_trial({**config, "score_tf32": tf32})
         assert row["status"] == "ok", row["traceback"]

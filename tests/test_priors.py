@@ -1,10 +1,21 @@
+"""trainables/priors.py and gmm_torch.py: the MVG, the GMM (scikit-learn's and the torch backend,
+fit alike) and the codes' Gaussianity; then, in a trial, a prior that cannot be fitted as asked (a
+singular covariance, an unconverged or failing GMM) recorded in the row, not fatal."""
+
+import dataclasses
+import math
+
 import numpy as np
 import pytest
 import torch
+from fixtures import TINY_DIGITS
 from scipy import stats
 from sklearn.mixture import GaussianMixture
 
-from trainables import gmm_torch, priors
+from trainables import gmm_torch, priors, trial
+from trainables.schema import RESULT_COLUMNS
+from trainables.scored_sets import SCORED_SETS
+from trainables.trial import run_trial
 
 
 @pytest.fixture
@@ -214,3 +225,94 @@ def test_midpoints_are_halfway_between_two_distinct_codes():
     pairs = set(sums.tolist())
     assert len(pairs) == 45  # every one of the 10 * 9 / 2 pairs turns up in 2000 draws
     assert np.array_equal(mids, priors.sample_midpoints(codes, 2000, seed=3))
+
+
+# --------------------------------------------------------------------------- in a trial
+
+
+def unexplained_gaps(row: dict) -> list[str]:
+    """Float columns of an ok row that are None or not finite without a column that says why."""
+    reasons = {
+        "fd_gmm": row["gmm_error"],
+        "heldout_ll_gmm": row["gmm_error"],
+        "heldout_ll_gap_per_dim": row["gmm_error"],
+        "code_abs_skew": row["code_dead_units"] == row["latent"],  # no live unit to measure
+        "code_excess_kurtosis": row["code_dead_units"] == row["latent"],
+    }
+    gaps = []
+    for name, kind in RESULT_COLUMNS.items():
+        value = row[name]
+        if kind is float and (value is None or not math.isfinite(value)) and not reasons.get(name):
+            gaps.append(f"{name}={value}")
+    return gaps
+
+
+def few_codes(monkeypatch, n_train: int, dead_every: int = 0) -> None:
+    """Train on n_train images only (a small trial); with dead_every, zero every dead_every-th
+    latent unit."""
+    load, encode = trial.load_for_config, trial._encode
+
+    def few(cfg):
+        full = load(cfg)
+        return dataclasses.replace(full, train=full.train[:n_train])
+
+    def with_dead_units(model, images):
+        codes, bce = encode(model, images)
+        codes[:, ::dead_every] = 0.0
+        return codes, bce
+
+    monkeypatch.setattr(trial, "load_for_config", few)
+    if dead_every:
+        monkeypatch.setattr(trial, "_encode", with_dead_units)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_singular_covariance_and_an_unconverged_gmm_are_recorded_not_fatal(
+    digits_cache, monkeypatch
+):
+    """More latent units (16) than training codes (12), half of them dead, and EM stopped after one
+    step."""
+    few_codes(monkeypatch, n_train=12, dead_every=2)
+    config = {**TINY_DIGITS, "latent": 16, "batch_size": 4, "gmm_max_iter": 1}
+    row = run_trial({**config, "cache_dir": str(digits_cache)})
+    assert row["status"] == "ok", row["traceback"]
+    assert row["n_train"] == 12 and row["code_dead_units"] == 8
+    assert row["mvg_jitter"] > 0  # what was done to the singular covariance
+    assert row["gmm_converged"] is False and row["gmm_n_iter"] == 1 and row["gmm_error"] is None
+    assert all(math.isfinite(row[f"fd_{name}"]) for name in SCORED_SETS)
+    assert unexplained_gaps(row) == []
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("fits_from", [5, None], ids=["fewer-components", "never"])
+def test_a_gmm_that_will_not_fit_is_recorded_with_what_was_tried(
+    digits_cache, monkeypatch, fits_from
+):
+    """The mixture fails at 10 components (and, in `never`, at any size): the row says what was done
+    instead."""
+    real_fit = GaussianMixture.fit
+
+    def fit(self, codes, y=None):
+        if fits_from is None or self.n_components > fits_from:
+            raise ValueError(
+                "Fitting the mixture model failed because some components have ill-defined "
+                "covariance"
+            )
+        return real_fit(self, codes, y)
+
+    monkeypatch.setattr(GaussianMixture, "fit", fit)
+    few_codes(monkeypatch, n_train=200)
+    row = run_trial({**TINY_DIGITS, "cache_dir": str(digits_cache)})
+    assert row["status"] == "ok", row["traceback"]
+    tries = len(priors.GMM_REG_COVARS)
+    if fits_from:
+        used = (row["gmm_components_used"], row["gmm_attempts"], row["gmm_error"])
+        assert used == (5, tries + 1, None)
+        assert math.isfinite(row["fd_gmm"])
+    else:
+        # 10, 5, 2, 1 components
+        assert row["gmm_components_used"] == 0 and row["gmm_attempts"] == 4 * tries
+        assert row["gmm_error"].startswith("ValueError: Fitting the mixture model failed")
+        assert row["fd_gmm"] is None
+    assert all(math.isfinite(row[f"fd_{name}"]) for name in SCORED_SETS if name != "gmm")
+    assert unexplained_gaps(row) == []

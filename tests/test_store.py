@@ -1,9 +1,16 @@
+"""study/store.py: rows in and out of the results store, reruns, two rows of one trial, files that
+are not rows, write errors; read by other tools the way docs/store.md says (pyarrow.dataset on the
+folder, DuckDB and Polars on `<store>/*.parquet`), each seeing the live rows only; and a writer
+SIGKILLed at random moments. test_watchdog.py reads with all three while a launch writes."""
+
 import errno
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from launching import REPO, read_by_every_tool
 
-from study.layout import CORRUPT, FOREIGN, SAMPLES, SUPERSEDED
+from study.layout import CORRUPT, FOREIGN, SAMPLES, SUPERSEDED, live_parts
 from study.store import ResultStore, check_usable
 from trainables.config import make_config
 from trainables.errors import StoreError, StoreWriteError, UnstorableRow
@@ -394,3 +402,76 @@ def test_a_row_is_on_disk_before_its_file_is_renamed_into_place(tmp_path, monkey
         synced = [event for event in events[before + 1 : rename] if event[:2] == ("fsync", source)]
         assert synced and synced[-1][2] == 1
     assert pd.read_parquet(part)["fd_mvg"].tolist() == [1.0]
+
+
+# ------------------------------------------------------------------ readers, killed writers
+
+
+def test_no_reader_sees_a_temp_file_a_superseded_row_or_the_tunes_state(tmp_path, monkeypatch):
+    """Read at the instant a new row's complete temp file waits for its rename, and after a launcher
+    killed at that instant left it behind (until the next launch opens the store)."""
+    path = tmp_path / "results.parquet"
+    store = ResultStore(path)
+    store.write(make_row(4, status="failed"))
+    store.write(make_row(4))  # the failed row goes to _superseded/
+    (path / "_tune").mkdir()
+    (path / "_tune" / "state.parquet").write_bytes(b"not a row")
+    publish = os.replace
+    seen = {}
+
+    def read_then_publish(temp, part):
+        seen["reads"] = read_by_every_tool(path)
+        seen["temp"] = Path(temp).name
+        shutil.copyfile(temp, tmp_path / "kept")
+        publish(temp, part)
+
+    monkeypatch.setattr(os, "replace", read_then_publish)
+    store.write(make_row(8))
+    monkeypatch.undo()
+    store.close()
+    assert seen["temp"].startswith(".tmp-") and not seen["temp"].endswith(".parquet")
+    shutil.copyfile(tmp_path / "kept", path / seen["temp"])  # as a SIGKILL before the rename
+    live = make_row(4)["trial_id"]
+    for reads, trial_ids in ((seen["reads"], [live]), (read_by_every_tool(path), None)):
+        for tool, (files, read_ids) in reads.items():
+            expected = sorted(trial_ids or [live, make_row(8)["trial_id"]])
+            assert sorted(os.path.basename(f) for f in files) == [f"{t}.parquet" for t in expected]
+            assert sorted(read_ids) == expected, tool
+    with ResultStore(path):
+        assert not list(path.glob(".tmp-*"))
+
+
+WRITER = """
+import sys
+from study.store import ResultStore
+from trainables.config import make_config
+from trainables.schema import RESULT_COLUMNS
+store = ResultStore(sys.argv[1])
+for i in range(100_000):  # eight trials, each row rewritten over and over (superseding the last)
+    cfg = make_config({"dataset": "digits", "latent": 1 + i % 8})
+    row = dict.fromkeys(RESULT_COLUMNS)
+    row.update(cfg.science(), trial_id=cfg.trial_id(), status="failed", error=f"write {i}")
+    row["loss_history"] = [1.0] * 500
+    store.write(row)
+    if i == 7:
+        print("all eight written", flush=True)
+"""
+
+
+def test_a_store_writer_killed_at_random_moments_never_leaves_a_broken_table(tmp_path):
+    """SIGKILL lands mid-write: readers never see a partial part, and every trial written keeps a
+    live row."""
+    path = tmp_path / "results.parquet"
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
+        assert writer.stdout.readline() == "all eight written\n"
+        time.sleep(rng.uniform(0.3, 0.8))
+        writer.kill()
+        writer.wait()
+        assert len(pd.read_parquet(path)) == len(live_parts(path))
+        with ResultStore(path) as store:  # what a relaunch sees
+            assert store.corrupt == [] and len(store.status) == 8
+    assert list((path / SUPERSEDED).iterdir())  # it did rewrite rows while being killed

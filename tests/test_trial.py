@@ -6,29 +6,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from fixtures import TIMING, TINY, TINY_CIFAR10, TINY_DIGITS
 from PIL import Image
 
 from trainables import features, trial
 from trainables.config import make_config
 from trainables.data import Dataset
-from trainables.digits_cnn import DIGITS_CNN_FILE, DigitsCNN
 from trainables.schema import RESULT_COLUMNS, SAMPLE_GRID
 from trainables.scored_sets import SCORED_SETS
 from trainables.testing import write_celeba_fixture, write_cifar10_fixture
 from trainables.trial import GRID_COLUMNS, run_trial
 
-TINY = {"filters": 4, "latent": 4, "epochs": 2, "batch_size": 16}
-FP32 = {"precision": "fp32"}  # CIFAR-10 and CelebA default to bf16, which a CPU runs slowly
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the trials here are tiny
-TIMING = {"wall_s", "train_s", "eval_s", "encode_s", "prior_s", "sample_s", "score_s", "started_at"}
-
-
-@pytest.fixture(scope="module")
-def random_fid_weights(tmp_path_factory):
-    """A weights file in the real FID layout with random values: exercises the real loading path."""
-    path = tmp_path_factory.mktemp("weights") / features.FID_WEIGHTS_FILE
-    torch.save(features.random_inception_state_dict(), path)
-    return path
 
 
 def test_digits_default_runs_offline(digits_cache):
@@ -57,7 +46,7 @@ def test_digits_default_runs_offline(digits_cache):
 
 def test_same_seed_same_row_whatever_the_cuda_options(digits_cache):
     """On CPU a CUDA graph is never tried and TF32 does not exist: the rows say so, and equal."""
-    config = {"dataset": "digits", **TINY, "n_samples": 50, "cache_dir": str(digits_cache)}
+    config = {**TINY_DIGITS, "cache_dir": str(digits_cache)}
     first = run_trial(config)
     second = run_trial({**config, "cuda_graph": False, "score_tf32": True})
     assert (first["train_step"], first["train_step_error"], first["score_tf32"]) == (
@@ -78,13 +67,10 @@ def test_cifar10_fixture_end_to_end_with_fid_network(tmp_path, monkeypatch, rand
     root = write_cifar10_fixture(tmp_path / "data")
     row = run_trial(
         {
-            "dataset": "cifar10",
-            **TINY,
-            **FP32,
+            **TINY_CIFAR10,
             "n_samples": 4,
             "data_root": str(root),
             "cache_dir": str(tmp_path / "cache"),
-            "verify_checksums": False,
         }
     )
     assert row["status"] == "ok", row["traceback"]
@@ -99,9 +85,8 @@ def test_celeba_fixture_end_to_end(tmp_path, monkeypatch, random_fid_weights):
     root = write_celeba_fixture(tmp_path / "data")
     row = run_trial(
         {
-            "dataset": "celeba",
             **TINY,
-            **FP32,
+            "dataset": "celeba",
             "n_samples": 4,
             "data_root": str(root),
             "cache_dir": str(tmp_path / "cache"),
@@ -119,7 +104,7 @@ def differing_columns(first: dict, second: dict) -> set[str]:
 def test_gmm_max_iter_changes_the_gmm_and_nothing_else(digits_cache):
     """The same training, codes, MVG and scores; only the GMM (stopped after one EM iteration,
     unconverged) and what is drawn from it or scored against it differ."""
-    config = {"dataset": "digits", **TINY, "n_samples": 50, "cache_dir": str(digits_cache)}
+    config = {**TINY_DIGITS, "cache_dir": str(digits_cache)}
     converged, capped = run_trial(config), run_trial({**config, "gmm_max_iter": 1})
     assert converged["status"] == capped["status"] == "ok"
     assert converged["gmm_converged"] and (capped["gmm_converged"], capped["gmm_n_iter"]) == (
@@ -141,7 +126,7 @@ def test_gmm_max_iter_changes_the_gmm_and_nothing_else(digits_cache):
 def test_bce_reduction_trains_the_vae_differently_but_rows_keep_summed_bce(digits_cache):
     """The reduction weighs the VAE's loss; the row's reconstruction BCE columns stay sums over
     each image's 1,024 pixels, so they keep their scale (a per-pixel mean would be 1024x less)."""
-    config = {"dataset": "digits", "model": "vae", **TINY, "n_samples": 50}
+    config = {**TINY_DIGITS, "model": "vae"}
     summed = run_trial({**config, "cache_dir": str(digits_cache)})
     averaged = run_trial({**config, "bce_reduction": "mean", "cache_dir": str(digits_cache)})
     assert summed["status"] == averaged["status"] == "ok"
@@ -153,9 +138,7 @@ def test_bce_reduction_trains_the_vae_differently_but_rows_keep_summed_bce(digit
 
 
 def test_divergence_is_a_row(tmp_path):
-    row = run_trial(
-        {"dataset": "digits", **TINY, "lr": 1e30, "epochs": 4, "cache_dir": str(tmp_path)}
-    )
+    row = run_trial({**TINY_DIGITS, "lr": 1e30, "epochs": 4, "cache_dir": str(tmp_path)})
     assert row["status"] == "diverged"
     assert row["diverged_epoch"] is not None and "non-finite" in row["error"]
     assert len(row["loss_history"]) == row["diverged_epoch"] + 1
@@ -163,10 +146,21 @@ def test_divergence_is_a_row(tmp_path):
 
 
 def test_missing_dataset_is_a_failed_row_naming_the_path(tmp_path):
-    row = run_trial({"dataset": "cifar10", **TINY, "data_root": str(tmp_path / "nowhere")})
+    row = run_trial({**TINY_CIFAR10, "data_root": str(tmp_path / "nowhere")})
     assert row["status"] == "failed"
     assert "DatasetMissing" in row["error"] and str(tmp_path / "nowhere") in row["error"]
     assert "Traceback" in row["traceback"] or "DatasetMissing" in row["traceback"]
+
+
+def test_an_out_of_memory_error_is_a_failed_row_naming_it(tmp_path, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr("trainables.models.AutoEncoder.forward", out_of_memory)
+    row = run_trial({**TINY_DIGITS, "cache_dir": str(tmp_path)})
+    assert row["status"] == "failed" and row["trial_id"] == make_config(TINY_DIGITS).trial_id()
+    assert row["error"] == "OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB"
+    assert "in out_of_memory" in row["traceback"] and "OutOfMemoryError" in row["traceback"]
 
 
 def test_bad_config_raises_before_any_work():
@@ -179,7 +173,9 @@ def largest_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a[:, None] - b[None]).abs().amax(dim=-1)
 
 
-def test_train_r_and_test_r_reconstruct_the_right_images(tmp_path, monkeypatch):
+def test_train_r_and_test_r_reconstruct_the_right_images(
+    tmp_path, monkeypatch, untrained_digits_cnn
+):
     """Digits-shaped data whose training images are dark (pixels < 64) and test images bright
     (>= 192). The reference set is bright test images, each one of the data's; Test R decodes, image
     by image, the trained model's codes of exactly those; Train R the codes of training images only.
@@ -191,8 +187,7 @@ def test_train_r_and_test_r_reconstruct_the_right_images(tmp_path, monkeypatch):
     train = torch.from_numpy(rng.integers(0, 64, (40, 1, 32, 32), dtype=np.uint8))
     test = torch.from_numpy(rng.integers(192, 256, (10, 1, 32, 32), dtype=np.uint8))
     monkeypatch.setattr(trial, "load_for_config", lambda cfg: Dataset("digits", train, test))
-    torch.manual_seed(0)
-    torch.save(DigitsCNN().state_dict(), tmp_path / DIGITS_CNN_FILE)
+    untrained_digits_cnn(tmp_path)
     models, decoded, scored, references = [], {}, {}, []
     build, decode = trial.build_model, trial._decode
     score_sets, reference_stats = features.score_sets, features.reference_stats
@@ -219,7 +214,7 @@ def test_train_r_and_test_r_reconstruct_the_right_images(tmp_path, monkeypatch):
         monkeypatch.setattr(trial, name, spy)
     monkeypatch.setattr(features, "score_sets", spy_scores)
     monkeypatch.setattr(features, "reference_stats", spy_reference)
-    config = {"dataset": "digits", **TINY, "epochs": 1, "n_samples": 6}
+    config = {**TINY_DIGITS, "epochs": 1, "n_samples": 6}
     row = run_trial({**config, "cache_dir": str(tmp_path)})
     assert row["status"] == "ok", row["traceback"]
     assert scored["tf32"] is False  # TF32 stays off in scoring unless score_tf32

@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN_TESTS = ("tests/test_train.py", "-k", "not bf16 and not compiled")
 TARGETS = {
     "trainables/models.py": ("tests/test_models.py", *TRAIN_TESTS),
-    "trainables/cuda_graph.py": ("tests/test_train_step.py", *TRAIN_TESTS),
+    "trainables/cuda_graph.py": TRAIN_TESTS,
     "trainables/train.py": TRAIN_TESTS,
     "trainables/trial.py": (
         "tests/test_trial.py",
@@ -48,14 +48,15 @@ TARGETS = {
     "trainables/priors.py": ("tests/test_priors.py",),
     "trainables/frechet.py": ("tests/test_frechet.py",),
     "trainables/features.py": ("tests/test_features.py",),
-    "trainables/digits_cnn.py": ("tests/test_features.py", "-k", "digits"),
+    "trainables/digits_cnn.py": (
+        "tests/test_digits_cnn.py",
+        "tests/test_features.py",
+        "-k",
+        "digits",
+    ),
     "trainables/data.py": ("tests/test_data.py",),
     "trainables/config.py": ("tests/test_config.py",),
-    "trainables/schema.py": (
-        "tests/test_schema.py",
-        "tests/test_schema_growth.py",
-        "tests/test_store.py",
-    ),
+    "trainables/schema.py": ("tests/test_schema.py", "tests/test_store.py"),
     "trainables/files.py": ("tests/test_files.py", "tests/test_store.py", "tests/test_data.py"),
     "trainables/fid_helper_weights.py": ("tests/test_fid_helper_weights.py",),
     "analysis/optimum.py": ("tests/test_analysis_optimum.py",),

@@ -8,7 +8,7 @@ Two batch sources feed one optimisation step (trainables/cuda_graph.py; config `
   CUDA graph and replayed (config `cuda_graph`, on by default; eager where the capture fails, and
   the result says why), and cuDNN autotunes its kernels for the fixed batch shapes.
 - plain: the loop it is measured against (benchmarks/throughput.py) and checked equal to
-  (tests/test_fastpath.py): a torchvision-style Dataset and DataLoader on the host, one
+  (tests/test_train.py): a torchvision-style Dataset and DataLoader on the host, one
   host-to-device copy per batch, default layout, fed the same permutation as the fast loop, and
   the step run eagerly.
 Both sync the loss to the host once per epoch. `precision` (part of the trial's identity) picks

@@ -1,5 +1,5 @@
-"""The paper's Tables 2 and 3 as data: cells checked against the printed paper, missing ones as
-NaN."""
+"""trainables/published.py: the paper's Tables 2 and 3 as data, cells checked against the printed
+paper, missing ones as NaN."""
 
 import math
 
