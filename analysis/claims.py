@@ -79,6 +79,11 @@ PARAMETER_NOTES = [
     "Each curve's encoder and decoder parameter counts (fewest and most over its latent sizes) "
     "beside the ranges the paper states for its models (section 5).",
     "vs_paper: inside, below or above the paper's range, or partly outside it.",
+    "The paper's ranges are its section 5's, for all its models together; which count they are at "
+    "(which latent size, which reading of the decoder) it does not say. Our smallest CelebA "
+    "encoders (32 filters) hold about 4x fewer parameters than its stated CelebA minimum (5e6): no "
+    "reading of the architecture tried so far fits both ends of its CelebA ranges "
+    "(docs/readings.md).",
 ]
 WINNER_NOTES = [
     "difference = DAE - VAE: lower scores are better, so a negative difference means the DAE wins."

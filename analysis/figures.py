@@ -490,28 +490,38 @@ def gap_width(ok: pd.DataFrame, dataset: str) -> Drawn:
 
 
 def interp_width(ok: pd.DataFrame, dataset: str) -> Drawn:
-    """Hypothesis 1 tested directly: decoded midpoints of encoded test pairs (Interp) against
-    filters, beside MVG and GMM, at the comparison latent."""
+    """Hypothesis 1 tested directly: what decoding the midpoints of encoded test pairs costs beyond
+    decoding their ends (Interp - Endpoints) against filters, beside both, at the comparison
+    latent."""
     needs = (
-        f"ok {dataset} rows with fd_interp, depth 1, {PLAIN_TEXT}, of one model at 2 or more "
-        "filter widths at the comparison latent (CIFAR-10 128, CelebA 64)"
+        f"ok {dataset} rows with fd_interp and fd_endpoints, depth 1, {PLAIN_TEXT}, of one model "
+        "at 2 or more filter widths at the comparison latent (CIFAR-10 128, CelebA 64)"
     )
 
     def draw(group):
-        group = _two_widths(group.dropna(subset=["fd_interp"]), needs)
+        group = _two_widths(group.dropna(subset=["interp_excess"]), needs)
         stats = latent_stats(group)
+        excess = replicate_stats(group, [*KEYS, "latent"], "interp_excess")
         fig = Figure(figsize=(16, 5.4), layout="constrained")
-        for ax, score in zip(fig.subplots(1, 3), ("interp", "mvg", "gmm"), strict=True):
+        first, *others = fig.subplots(1, 3)
+        _against_width(first, excess, group)
+        first.axhline(0, color="grey", linewidth=0.8)
+        metric = metric_name(group)
+        first.set(
+            title=f"Interp - Endpoints at {_latent_text(group)}: near 0 for a smooth latent space",
+            ylabel=f"{metric} (Interp) - {metric} (Endpoints)",
+        )
+        for ax, score in zip(others, ("interp", "endpoints"), strict=True):
             _against_width(ax, stats[stats["score"] == score], group)
             ax.set(
                 title=f"{LABELS[score]} at {_latent_text(group)}",
-                ylabel=f"{metric_name(group)} ({LABELS[score]})",
+                ylabel=f"{metric} ({LABELS[score]})",
             )
         return fig
 
     title = (
-        f"Interpolation ({dataset_name(dataset)}): decoded midpoints of encoded "
-        "test pairs vs width, beside MVG and GMM samples"
+        f"Interpolation ({dataset_name(dataset)}): decoded midpoints of encoded test pairs, "
+        "beyond decoding the pairs' ends, vs width"
     )
     return per_setting(_width_rows(ok, dataset), ("model", "filters"), title, needs, draw)
 
@@ -654,8 +664,8 @@ PER_DATASET = [
     ),
     (
         "interp_width_{}",
-        "Hypothesis 1 ({}): Interp (decoded midpoints of encoded test pairs) vs filters, "
-        "beside MVG and GMM",
+        "Hypothesis 1 ({}): Interp - Endpoints (what decoding the midpoints of encoded test "
+        "pairs costs beyond decoding their ends) vs filters, beside both",
         interp_width,
     ),
     (

@@ -43,11 +43,14 @@ def dataset_name(dataset: str) -> str:
 
 def usable(rows: pd.DataFrame) -> pd.DataFrame:
     """The ok rows, one per trial_id (the latest, should a trial have been run twice), with a
-    `metric` column and a `gmm_unconverged` flag.
+    `metric` column, a `gmm_unconverged` flag and `interp_excess`.
 
     Only Inception features make an FID; any other extractor is named, e.g. "FD (digits-cnn)".
     gmm_unconverged: the GMM fit stopped at gmm_max_iter iterations without converging, so the GMM
-    score rests on an unfinished fit (a row that does not say is not flagged).
+    score rests on an unfinished fit (a row that does not say is not flagged). interp_excess:
+    Interp minus Endpoints, what decoding the midpoints of pairs of encoded test images costs
+    beyond decoding the pairs' own ends: hypothesis 1's measure of a latent space's smoothness, free
+    of how well the model reconstructs (NaN for rows from before the Endpoints set).
     """
     ok = rows[rows["status"] == Status.OK]
     if "started_at" in ok.columns:
@@ -62,6 +65,7 @@ def usable(rows: pd.DataFrame) -> pd.DataFrame:
     return ok.assign(
         metric=np.where(fid, "FID", "FD (" + ok["feature_extractor"].astype(str) + ")"),
         gmm_unconverged=ok["gmm_converged"].eq(False).fillna(False).astype(bool),
+        interp_excess=ok["fd_interp"] - ok["fd_endpoints"],
     )
 
 

@@ -3,8 +3,8 @@
 Every MVG curve is a bowl in log2(latent) with its minimum at OPTIMUM: (log2(latent) - log2(96))^2 +
 offset, so the best measured latent, the smooth-fit minimum (96) and the score there (offset) are
 known exactly. The GMM bowl sits GMM_BELOW lower; N(0,I) sits just above the MVG for VAEs and 300
-above it for DAEs; Interp sits INTERP_ABOVE above it. Every row trained in fp32 and its GMM
-converged, unless a test says otherwise.
+above it for DAEs; Interp sits INTERP_ABOVE above it, and Endpoints with Test R at half of it.
+Every row trained in fp32 and its GMM converged, unless a test says otherwise.
 """
 
 from pathlib import Path
@@ -85,6 +85,7 @@ def make_row(
         "fd_mvg": mvg,
         "fd_gmm": mvg - GMM_BELOW,
         "fd_interp": mvg + INTERP_ABOVE,
+        "fd_endpoints": mvg / 2,  # as Test R: what decoding encoded test images scores
         "gmm_converged": gmm_converged,
         "gmm_n_iter": 50 if gmm_converged else cfg.gmm_max_iter,
         "test_recon_bce": offset(config) + 64 / cfg.latent,

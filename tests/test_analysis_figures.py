@@ -202,16 +202,18 @@ def test_the_gap_against_width():
     assert fig.axes[0].get_xscale() == "log" and "128 latents" in fig.axes[0].get_title()
 
 
-def test_interp_against_width_beside_mvg_and_gmm(full):
+def test_interp_beyond_its_endpoints_against_width(full):
     fig = single(figures.interp_width(full, "celeba"))
     assert [ax.get_title() for ax in fig.axes] == [
+        "Interp - Endpoints at 64 latents: near 0 for a smooth latent space",
         "Interp at 64 latents",
-        "MVG at 64 latents",
-        "GMM at 64 latents",
+        "Endpoints at 64 latents",
     ]
-    interp, mvg, _ = (lines(ax)["DAE"] for ax in fig.axes)
-    assert list(interp.get_xdata()) == [32, 64, 128]
-    assert list(interp.get_ydata() - mvg.get_ydata()) == pytest.approx([INTERP_ABOVE] * 3)
+    excess, interp, ends = (lines(ax)["DAE"] for ax in fig.axes)
+    assert list(excess.get_xdata()) == [32, 64, 128]
+    assert list(excess.get_ydata()) == pytest.approx(interp.get_ydata() - ends.get_ydata())
+    # Interp = MVG + INTERP_ABOVE and Endpoints = MVG / 2 in the crafted rows
+    assert list(excess.get_ydata()) == pytest.approx(ends.get_ydata() + INTERP_ABOVE)
     assert lines(fig.axes[0])["VAE"].get_linestyle() == "-"
 
 

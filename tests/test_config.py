@@ -118,8 +118,9 @@ def test_a_field_at_its_before_value_keeps_the_old_trial_id():
         "bn_eps": 1e-5,
         "precision": "fp32",
         "gmm_max_iter": 100,
+        "sampler_streams": "shared",
     }
-    old = {"gmm_max_iter": 100}
+    old = {"gmm_max_iter": 100, "sampler_streams": "shared"}
     assert make_config({"dataset": "digits", **old}).trial_id() == "cfa13b3d2fa756e8"
     vae = {"dataset": "digits", "model": "vae", "latent": 8, "filters": 8, "batch_size": 32}
     assert make_config({**vae, "epochs": 10, **old}).trial_id() == "b8b2a72c335f3b55"

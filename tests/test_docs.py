@@ -159,3 +159,16 @@ def test_ci_runs_the_readmes_test_command():
     readme_test_line = first_block.group(1).splitlines()[1]
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert readme_test_line in ci
+
+
+def test_the_store_page_lists_every_column_of_a_row():
+    """docs/store.md's column table, beside trainables/schema.py: a column added to one and not to
+    the other fails here."""
+    from trainables.schema import CONFIG_COLUMNS, RESULT_COLUMNS
+
+    text = (REPO / "docs" / "store.md").read_text()
+    table = text[text.index("## Columns") :].split("\n## ")[0]
+    first_cells = re.findall(r"^\| ([^|]+) \|", table, re.M)
+    named = {name for cell in first_cells for name in re.findall(r"`(\w+)`", cell)}
+    assert named - set(RESULT_COLUMNS) == set()  # no column the row does not have
+    assert set(RESULT_COLUMNS) - set(CONFIG_COLUMNS) - named == set()  # and every other one

@@ -13,9 +13,10 @@ from scipy import stats
 from sklearn.mixture import GaussianMixture
 
 from trainables import gmm_torch, priors, trial
+from trainables.config import make_config
 from trainables.schema import RESULT_COLUMNS
 from trainables.scored_sets import SCORED_SETS
-from trainables.trial import run_trial
+from trainables.trial import run_trial, sampler_seeds
 
 
 @pytest.fixture
@@ -218,13 +219,41 @@ def test_torch_gmm_follows_the_specs_stopping_rule(curved_codes):
 def test_midpoints_are_halfway_between_two_distinct_codes():
     """Code i is 2**i: twice a midpoint is 2**i + 2**j, with two bits set exactly when i != j."""
     codes = 2.0 ** np.arange(10)[:, None]
-    mids = priors.sample_midpoints(codes, 2000, seed=3)
+    mids = priors.midpoints(*priors.sample_pairs(codes, 2000, seed=3))
     sums = (2 * mids[:, 0]).astype(int)
     assert mids.shape == (2000, 1) and np.array_equal(sums, 2 * mids[:, 0])
     assert all(bin(total).count("1") == 2 for total in sums)
     pairs = set(sums.tolist())
     assert len(pairs) == 45  # every one of the 10 * 9 / 2 pairs turns up in 2000 draws
-    assert np.array_equal(mids, priors.sample_midpoints(codes, 2000, seed=3))
+    assert np.array_equal(mids, priors.midpoints(*priors.sample_pairs(codes, 2000, seed=3)))
+
+
+def test_the_endpoints_are_the_pairs_own_ends_by_turns():
+    codes = 2.0 ** np.arange(10)[:, None]
+    first, second = priors.sample_pairs(codes, 1000, seed=3)
+    ends = priors.endpoints(first, second)
+    assert np.array_equal(ends[0::2], first[0::2]) and np.array_equal(ends[1::2], second[1::2])
+    assert len(ends) == len(priors.midpoints(first, second))
+
+
+def test_each_sampler_draws_from_its_own_stream():
+    """With shared draws, an MVG fitted to N(0,I) codes (mean ~0, covariance ~I) reproduces the
+    N(0,I) samples almost exactly: sample i is a linear map of the same normal vector. Independent
+    streams share nothing: the two sets are then as far apart as two independent draws."""
+    codes = np.random.default_rng(0).standard_normal((20_000, 8))
+    mvg = priors.fit_mvg(codes)
+    normal = priors.StandardNormal(8)
+    config = {"dataset": "digits", "seed": 5}
+    shared = sampler_seeds(make_config({**config, "sampler_streams": "shared"}))
+    own = sampler_seeds(make_config(config))
+    gap_shared = np.abs(mvg.sample(1000, shared["mvg"]) - normal.sample(1000, shared["normal"]))
+    gap_own = np.abs(mvg.sample(1000, own["mvg"]) - normal.sample(1000, own["normal"]))
+    # shared: only the fit's error (~1/sqrt(20,000) per entry); independent: |z1 - z2| of two
+    # unit normals, whose mean is 2 / sqrt(pi) ~ 1.13
+    assert gap_shared.mean() < 0.05 and abs(gap_own.mean() - 2 / np.sqrt(np.pi)) < 0.05
+    again = sampler_seeds(make_config(config))
+    assert np.array_equal(mvg.sample(10, again["mvg"]), mvg.sample(10, own["mvg"]))
+    assert len({str(seed.spawn_key) for seed in own.values()}) == len(own)
 
 
 # --------------------------------------------------------------------------- in a trial

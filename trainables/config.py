@@ -101,10 +101,13 @@ class Rule:
             raise ConfigError(f"{name}: must be {self.must}, got {shown(value)}")
 
 
-def setting(default, role: str, *constraints, before=_NOT_SET, vae_only: bool = False):
+def setting(default, role: str, *constraints, before=_NOT_SET, only_if: tuple | None = None):
     """A TrialConfig field: its default, role and constraints; `before`, for a field added after
-    rows existed, is the value that reproduces what those trials did (see VALUES_BEFORE)."""
-    metadata = {"role": role, "constraints": constraints, "vae_only": vae_only}
+    rows existed, is the value that reproduces what those trials did (see VALUES_BEFORE).
+    only_if=(field, value): the field acts only where that other field holds that value, and is
+    reset to its default elsewhere, so that e.g. a grid-wide --set beta=... reaches the VAEs only
+    and a DAE's trial_id ignores it."""
+    metadata = {"role": role, "constraints": constraints, "only_if": only_if}
     if before is not _NOT_SET:
         metadata["before"] = before
     return field(default=default, metadata=metadata)
@@ -121,6 +124,7 @@ def _power_of_two(n: int) -> bool:
 
 
 COUNT = Interval(1)  # at least one
+VAE = ("model", "vae")  # only_if: a field of the VAE's loss
 DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,4})?")
 
 
@@ -146,13 +150,13 @@ class TrialConfig:
     # N(0, noise_std^2) added to the decoder input while training
     noise_std: float = setting(0.0, AXIS, Interval(0))
     freeze_latent: bool = setting(False, AXIS)  # the encoder's latent layer stays at its init
-    beta: float = setting(0.01, PROTOCOL, vae_only=True)  # the KL weight
+    beta: float = setting(0.01, PROTOCOL, only_if=VAE)  # the KL weight
     # readings of what the paper leaves open
     # the decoder's 8x8 start: 1024 channels (the RAE code) or 8f
     decoder_width: str = setting("1024", READING, Options(("1024", "8f")), before="8f")
     # VAE only: how the BCE is reduced before + beta * KL
     bce_reduction: str = setting(
-        "sum", READING, Options(("sum", "channel-mean", "mean")), before="sum", vae_only=True
+        "sum", READING, Options(("sum", "channel-mean", "mean")), before="sum", only_if=VAE
     )
     # batch norm: PyTorch's convention (the weight of the new batch); Keras' 0.99 is 0.01
     bn_momentum: float = setting(
@@ -177,6 +181,12 @@ class TrialConfig:
     # auto: the dataset's own scorer (DatasetSpec.scorer): inception-fid for CIFAR-10 and CelebA
     feature_extractor: str = setting(
         "auto", PROTOCOL, Options(("auto", "inception-fid", "digits-cnn"))
+    )
+    # each prior and the interpolation pairs draw from a stream of their own (trainables/trial.py),
+    # or all from the seed itself, as rows before this field did (MVG sample i was then a linear
+    # map of N(0,I) sample i, and the two scores correlated)
+    sampler_streams: str = setting(
+        "independent", PROTOCOL, Options(("independent", "shared")), before="shared"
     )
     # where and how it runs (not part of the trial's identity); the row records what ran
     data_root: str = setting("", RUNTIME)  # "" -> $DAE_DATA_ROOT or ~/.cache/dae-study/data
@@ -248,7 +258,7 @@ def choices(name: str) -> tuple:
 
 RUNTIME_FIELDS = frozenset(fields_with(RUNTIME))
 READINGS = fields_with(READING)
-VAE_ONLY = tuple(name for name, f in FIELDS.items() if f.metadata["vae_only"])
+VAE_ONLY = tuple(name for name, f in FIELDS.items() if f.metadata["only_if"] == VAE)
 # Growing the config without rerunning the study: a field added to TrialConfig after rows exist
 # declares the value that reproduces what trials did before it, e.g.
 #     decoder_width: str = setting("1024", READING, Options(("1024", "8f")), before="8f")
@@ -328,11 +338,9 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     for name, spec in FIELDS.items():
         for constraint in spec.metadata["constraints"]:
             constraint.check(name, getattr(cfg, name))
-    if cfg.model == "dae":  # no KL term: a grid-wide --set beta=... reaches the VAEs only
-        cfg = dataclasses.replace(cfg, **{name: FIELDS[name].default for name in VAE_ONLY})
-    elif not cfg.beta > 0:
+    if cfg.model == "vae" and not cfg.beta > 0:
         raise ConfigError(f"beta: a VAE needs a KL weight > 0, got {cfg.beta}")
-    elif cfg.latent_norm != "none":
+    if cfg.model == "vae" and cfg.latent_norm != "none":
         raise ConfigError(
             "latent_norm: normalising the latent is a DAE experiment; "
             "a VAE's latent is its mean/log-variance pair"
@@ -344,7 +352,14 @@ def validate(cfg: TrialConfig) -> TrialConfig:
             f"feature_extractor: {extractor} scores only the dataset it was trained on, not "
             f"{cfg.dataset}; use inception-fid or auto"
         )
-    return dataclasses.replace(cfg, feature_extractor=extractor)
+    cfg = dataclasses.replace(cfg, feature_extractor=extractor)
+    idle = {  # fields that do not act here (only_if): their defaults, so no identity holds them
+        name: spec.default
+        for name, spec in FIELDS.items()
+        if spec.metadata["only_if"]
+        and getattr(cfg, spec.metadata["only_if"][0]) != spec.metadata["only_if"][1]
+    }
+    return dataclasses.replace(cfg, **idle)
 
 
 def make_config(overrides: dict | TrialConfig | None = None) -> TrialConfig:

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
     from trainables.config import TrialConfig
 
+# A sampler's seed: an integer (what rows before independent streams drew from: every prior from the
+# trial's seed itself), or the SeedSequence of the sampler's own stream (trainables/trial.py).
+Seed = int | np.random.SeedSequence
 # scikit-learn's default first; later ones scale with the codes' variance
 GMM_REG_COVARS = (1e-6, 1e-4, 1e-2)
 # EM stops when the mean log-likelihood gains less: the reference code's tol (scikit-learn's too)
@@ -39,7 +42,7 @@ GMM_TOL = 1e-3
 class StandardNormal:
     dim: int
 
-    def sample(self, n: int, seed: int) -> np.ndarray:
+    def sample(self, n: int, seed: Seed) -> np.ndarray:
         return np.random.default_rng(seed).standard_normal((n, self.dim))
 
     def record(self) -> dict:
@@ -53,7 +56,7 @@ class MVG:
     chol: np.ndarray  # lower Cholesky factor of cov + jitter * I
     jitter: float  # 0.0 unless the covariance was singular (dead units, fewer codes than dims)
 
-    def sample(self, n: int, seed: int) -> np.ndarray:
+    def sample(self, n: int, seed: Seed) -> np.ndarray:
         eps = np.random.default_rng(seed).standard_normal((n, len(self.mean)))
         return self.mean + eps @ self.chol.T
 
@@ -72,12 +75,14 @@ class GMMFit:
     error: str | None  # why the last attempt failed, when none succeeded
     backend: str  # "sklearn" or "torch": which implementation fitted it
 
-    def sample(self, n: int, seed: int) -> np.ndarray | None:
+    def sample(self, n: int, seed: Seed) -> np.ndarray | None:
         """n codes, in random order (scikit-learn groups them by component); None without a fit
         (the row's gmm_error says why, and the trial has no GMM set)."""
         if self.model is None:
             return None
-        self.model.random_state = seed
+        # scikit-learn takes an integer seed: a stream's first word stands for it
+        as_int = seed if isinstance(seed, int) else int(seed.generate_state(1)[0])
+        self.model.random_state = as_int
         samples, _ = self.model.sample(n)
         return np.random.default_rng(seed).permutation(samples)
 
@@ -181,19 +186,31 @@ def fit_gmm(
     return GMMFit(None, 0, 0.0, False, 0, attempts, error, backend)
 
 
-def sample_midpoints(codes: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Midpoints of n random pairs of distinct codes: decoded, they test hypothesis 1 directly.
+def sample_pairs(codes: np.ndarray, n: int, seed: Seed) -> tuple[np.ndarray, np.ndarray]:
+    """n random pairs of distinct codes, as their (n, d) first and second members.
 
-    A latent space that is smooth between encoded images decodes the midpoint of two of them to a
-    plausible image; a patchy one decodes it to something off the data manifold.
+    Decoded, their midpoints test hypothesis 1 directly: a latent space that is smooth between
+    encoded images decodes the midpoint of two of them to a plausible image, a patchy one to
+    something off the data manifold. Their endpoints, decoded, are the baseline that separates
+    that from how well the model reconstructs at all (`endpoints`).
     """
     codes = np.asarray(codes, dtype=np.float64)
     if len(codes) < 2:
-        raise ValueError(f"midpoints need at least 2 codes, got {len(codes)}")
+        raise ValueError(f"pairs need at least 2 codes, got {len(codes)}")
     rng = np.random.default_rng(seed)
     first = rng.integers(0, len(codes), n)
     second = (first + rng.integers(1, len(codes), n)) % len(codes)  # never the same code
-    return (codes[first] + codes[second]) / 2
+    return codes[first], codes[second]
+
+
+def midpoints(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    return (first + second) / 2
+
+
+def endpoints(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """One end of each pair, the first and the second by turns: as many codes as midpoints, from
+    the same pairs, both ends equally often."""
+    return np.where((np.arange(len(first)) % 2 == 0)[:, None], first, second)
 
 
 def gaussianity(codes: np.ndarray, mvg: MVG, gmm: GMMFit) -> dict:

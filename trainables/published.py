@@ -8,8 +8,6 @@ rows are laid out as printed, so a reader can check them against the paper line 
 scores the five image sets of Table 2 only: our `interp` set has no published counterpart.
 
 What the printed tables get wrong or leave open (kept as printed):
-- Table 2's caption puts CelebA at 64 latents and CIFAR-10 at 128 ("respectively" runs backwards);
-  the text of section 4 confirms 128 for CIFAR-10 and 64 for CelebA.
 - Table 2 prints 64 DAE CIFAR-10 N(0,I) as "372.30" and Table 3 prints 128-filter CelebA DAE N(0,I)
   as "406.47": one digit more than every other cell.
 - Table 3's caption says "CelebA and CIFAR-10 respectively" but lists CIFAR-10 first.

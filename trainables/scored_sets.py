@@ -1,7 +1,9 @@
 """The image sets a trial scores against the reference (test) images: one table for every stage.
 
 Two sets reconstruct real images, one per prior (trainables.priors.PRIORS) decodes the codes drawn
-from it, and Interp decodes midpoints between encoded test images. Each set gives the row its
+from it, Interp decodes midpoints between pairs of encoded test images and Endpoints one end of
+each of the same pairs (Interp's baseline: a model that reconstructs well scores a low Interp
+whether or not its latent space is smooth between codes). Each set gives the row its
 `fd_<name>` column; the launcher's summary and --search-metric, the report's tables, its figures'
 legends and line styles and the paper's columns all derive from this table, so a new prior or set
 appears everywhere at once. No torch here: the store and the analysis read it.
@@ -37,6 +39,7 @@ SCORED_SETS = {
         ScoredSet("test_recon", "Test R", RECONSTRUCTION),
         *(ScoredSet(name, p.label, SAMPLER, p.style, p.fitted) for name, p in PRIORS.items()),
         ScoredSet("interp", "Interp", INTERPOLATION),
+        ScoredSet("endpoints", "Endpoints", INTERPOLATION),
     )
 }
 LABELS = {name: entry.label for name, entry in SCORED_SETS.items()}

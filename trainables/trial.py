@@ -18,6 +18,7 @@ import platform
 import subprocess
 import time
 import traceback
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +46,7 @@ GRID_COLUMNS = 10  # images per row of the sample grid
 GRID_TILE_PX = 32  # smaller images (digits: 8x8) are enlarged to about this, each pixel a square
 # the sample grid's rows after the test images: their reconstructions, then each fitted prior's
 GRID_SETS = ("test_recon", *FITTED)
+PAIRS = "pairs"  # the stream the interpolation pairs are drawn from
 
 
 def run_trial(
@@ -148,11 +150,14 @@ def _evaluate(
     with phase(row, "sample"):
         picked = subset(len(test_images), n, cfg.seed)  # Test R reconstructs the reference images
         reference = test_images[picked]
+        seeds = sampler_seeds(cfg)
+        first, second = priors.sample_pairs(test_np, n, seeds[PAIRS])
         codes = {
             "train_recon": train_codes[subset(len(train_images), n, cfg.seed + 1)],
             "test_recon": test_codes[picked],
-            **{name: fit.sample(n, cfg.seed) for name, fit in fitted.items()},
-            "interp": priors.sample_midpoints(test_np, n, cfg.seed + 2),
+            **{name: fit.sample(n, seeds[name]) for name, fit in fitted.items()},
+            "interp": priors.midpoints(first, second),
+            "endpoints": priors.endpoints(first, second),
         }
         sets = {  # a prior that could not be fitted has no set: its record says why
             name: _decode(model, torch.as_tensor(z, dtype=torch.float32, device=device))
@@ -211,6 +216,20 @@ def sample_grid_png(image_sets: list[torch.Tensor]) -> bytes:
     png = io.BytesIO()
     Image.fromarray(pixels).save(png, format="PNG")
     return png.getvalue()
+
+
+def sampler_seeds(cfg: TrialConfig) -> dict[str, priors.Seed]:
+    """Each prior's and the interpolation pairs' seed (config sampler_streams): "independent", a
+    stream of its own, SeedSequence(seed) with a spawn key from the sampler's name (so adding a
+    prior moves no other stream); "shared", what rows before that field drew from: the seed itself
+    for every prior, seed + 2 for the pairs."""
+    names = [*PRIORS, PAIRS]
+    if cfg.sampler_streams == "shared":
+        return {**dict.fromkeys(PRIORS, cfg.seed), PAIRS: cfg.seed + 2}
+    return {
+        name: np.random.SeedSequence(cfg.seed, spawn_key=(zlib.crc32(name.encode()),))
+        for name in names
+    }
 
 
 def subset(size: int, n: int, seed: int) -> torch.Tensor:
