@@ -246,7 +246,10 @@ class MirroredStore(ResultStore):
         relative = None
         try:
             for relative, path, stamp in self._pending(tune):
-                data = path.read_bytes()
+                try:
+                    data = path.read_bytes()
+                except FileNotFoundError:  # renamed away since it was listed: nothing to copy
+                    continue
                 known = relative in self._synced  # the mirror's copy is one the store kept
                 if layout.is_row_file(relative) and relative in self._remote and not known:
                     self._remote[self.mirror.set_aside(relative)] = self._remote[relative]

@@ -324,7 +324,8 @@ class StoreCallback(tune.Callback):
         """Tally the death (study/deaths.py) into the config its retry gets."""
         # the trial's own error file, which Tune has just written: get_error() reads the copy in
         # Tune's storage, which lags a failure behind
-        text = _last_failure(Path(trial.error_file).read_text())
+        errors = Path(trial.error_file).read_text() if trial.error_file else trial.get_error()
+        text = _last_failure(errors)
         suspected = deaths.suspects(self.nodes_at_start.get(trial.trial_id, {}), text)
         grace = deaths.grace_s(suspected, ray.get_runtime_context().get_node_id())
         alive = set(_alive_nodes())
