@@ -25,6 +25,7 @@ from analysis import claims, figures, page, samples, tables, training
 from analysis.optimum import find_optima, latent_stats
 from analysis.results import dataset_name, load, usable
 from trainables.errors import StoreError
+from trainables.filesystems import is_uri
 
 PAPER_ROWS = (
     "ok cifar10 or celeba rows scored with inception-fid, "
@@ -162,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Tables and figures of the paper from a results store."
     )
     parser.add_argument(
-        "store", type=Path, help="the results store: a directory of per-trial Parquet files"
+        "store",
+        help="the results store: a directory of per-trial Parquet files, or the URI of its "
+        "--results-mirror (s3://..., file://...)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("report"), help="folder for the report (default: report/)"
@@ -173,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.dpi < 1:
         parser.error(f"--dpi must be at least 1, got {args.dpi}")
-    store = args.store.resolve()
+    store = None if is_uri(args.store) else Path(args.store).resolve()
     out = args.out.resolve()
-    if out == store or store in out.parents:
+    if store is not None and (out == store or store in out.parents):
         print(
             f"report: --out {args.out} is inside the results store {args.store}; a report there "
             "would put files that are not Parquet parts into the store. "
@@ -200,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _write(store: Path, rows: pd.DataFrame, out: Path, dpi: int) -> tuple[int, list]:
+def _write(store: str | Path, rows: pd.DataFrame, out: Path, dpi: int) -> tuple[int, list]:
     """Every table and figure, then the page twice (README.md and index.html).
     -> (files written, [(group, what, needs)] that could not be made)."""
     ok = usable(rows)

@@ -8,6 +8,7 @@ are drawn here, at report time, rather than by the trial: so the grids of rows s
 were names get them too, and the trial (on a GPU node) needs no fonts.
 """
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from analysis.results import KEYS, add_labels, dataset_name
+from study.layout import read_file
 
 FOLDER = "samples"  # in the report folder
 NEEDS = "ok rows with a sample grid (samples_png), which every launch writes since grids exist"
@@ -62,18 +64,17 @@ def labelled(grid: Image.Image, names: tuple[str, ...]) -> Image.Image:
     return page
 
 
-def write_grids(store: Path, ok: pd.DataFrame, out: Path) -> tuple[list[Grid], list[str]]:
+def write_grids(store: str | Path, ok: pd.DataFrame, out: Path) -> tuple[list[Grid], list[str]]:
     """Each curve's best grid, labelled, as out/samples/<trial_id>.png.
     -> (the grids written, the grids a row names that the store lacks or that are no picture)."""
     shown = []
     lost = []
     for best in best_trials(ok).itertuples():
-        source = Path(store) / best.samples_png
         try:
-            with Image.open(source) as grid:
+            with Image.open(io.BytesIO(read_file(store, best.samples_png))) as grid:
                 picture = labelled(grid, row_names(best))
         except OSError:  # missing, or not an image (PIL's UnidentifiedImageError)
-            lost.append(str(source))
+            lost.append(f"{store}/{best.samples_png}")
             continue
         (out / FOLDER).mkdir(exist_ok=True)
         file = f"{FOLDER}/{best.trial_id}.png"

@@ -6,8 +6,8 @@ the results path, another launcher, the cores and GPUs a trial asks for, the --a
 ends the launch with one message on stderr. Trials already `ok` or `diverged` in the store are
 skipped (a divergence is a result; --rerun-diverged runs them again), so the same command resumes a
 stopped launch and reruns only the trials that `failed`. Relative paths (--data-root, --cache-dir,
---results, --checkpoint-dir, DAE_DATA_ROOT, DAE_CACHE_DIR, DAE_FID_WEIGHTS) are taken from where
-the launcher starts.
+--results, --results-mirror, --checkpoint-dir, DAE_DATA_ROOT, DAE_CACHE_DIR, DAE_FID_WEIGHTS) are
+taken from where the launcher starts.
 
 Each dataset is read once, here, and handed to the trials through Ray's object store, so no worker
 needs a data folder (--data-on-nodes: each trial reads its own node's). Trials save a checkpoint
@@ -20,7 +20,8 @@ Exit status:
   1    some trial failed (its row says why)
   2    bad input: nothing was scheduled
   3    the store could not be written (read-only, full, a file where a folder belongs): the rows
-       written before it are kept; fix it and rerun the same command to resume
+       written before it are kept; fix it and rerun the same command to resume. Also when the
+       --results-mirror lacks some of the store's files at the end: rerun to copy them
   130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM; 129 by SIGHUP: Ray is stopped, the rows
        stored are kept; rerun the same command to resume. A second signal ends it at once.
 
@@ -57,11 +58,13 @@ import torch
 
 from analysis.results import usable
 from study import grids, layout, status
+from study.mirror import Mirror, MirroredStore
 from study.resources import gpu_fraction
 from study.store import FINISHED, ResultStore, check_usable, survey
-from trainables import checkpoints, curves, data, features
+from trainables import curves, data, features
 from trainables.config import TrialConfig
 from trainables.errors import BadInput, DatasetMissing, StoreWriteError, StudyError, WeightsMissing
+from trainables.filesystems import filesystem
 from trainables.schema import Status
 from trainables.scored_sets import FITTED, LABELS
 
@@ -152,6 +155,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--results", default="results.parquet", help="the store directory (default %(default)s)"
+    )
+    parser.add_argument(
+        "--results-mirror",
+        metavar="URI",
+        help="copy every row, sample grid and the plan there as it lands (s3://bucket/prefix, "
+        "gs://..., file:///folder, a folder), and start by pulling the rows the store lacks from "
+        "there: results that outlive this machine (study/mirror.py)",
     )
     parser.add_argument(
         "--data-root", help="datasets folder (default $DAE_DATA_ROOT or ~/.cache/dae-study/data)"
@@ -260,7 +270,7 @@ def _plan(args: argparse.Namespace) -> list[TrialConfig]:
     ]
     for location in sorted({cfg.checkpoint_dir for cfg in trials if cfg.checkpoint_every}):
         try:
-            checkpoints.filesystem(location)
+            filesystem(location, "checkpoint_dir")
         except (ValueError, OSError) as exc:  # an unknown protocol, a bucket that cannot be reached
             raise BadInput(f"--checkpoint-dir {location}: {exc}") from None
     if args.address:
@@ -464,6 +474,10 @@ def _warn(message: str) -> None:
 def _run(args: argparse.Namespace, trials: list[TrialConfig], store: ResultStore) -> int:
     _warn_about_files(store)
     status.write_plan(store.path, args.grid, trials, _finished(args), args.search)
+    if isinstance(store, MirroredStore):
+        store.catch_up()  # the plan, for `dae-study status URI`
+        if store.pulled:
+            print(f"{store.pulled} rows pulled from the results mirror {store.mirror.uri}")
     done = store.done(_finished(args))
     todo = [cfg for cfg in trials if cfg.trial_id() not in done]
     if not args.search and not todo:
@@ -519,16 +533,17 @@ def _finished(args: argparse.Namespace) -> frozenset[str]:
     return frozenset({Status.OK}) if args.rerun_diverged else FINISHED
 
 
-def _dry_run(args: argparse.Namespace, trials: list[TrialConfig]) -> int:
+def _dry_run(args: argparse.Namespace, trials: list[TrialConfig], mirror: Mirror | None) -> int:
     path = Path(args.results).expanduser().absolute()
     check_usable(path)  # what the launch would refuse: a file, no permission, another launcher
     found = survey(path)
     if found.stray:
         _warn_stray(path, found.stray)
+    live = list(found.live.values())
+    if mirror is not None:  # what the launch would pull from it
+        live += [part for _, part, _ in mirror.live_rows(mirror.files())[0].values()]
     finished = _finished(args)
-    _print_plan(
-        args, trials, {trial_id for trial_id, part in found.live.items() if part.status in finished}
-    )
+    _print_plan(args, trials, {part.trial_id for part in live if part.status in finished})
     return 0
 
 
@@ -541,14 +556,15 @@ def main(argv: list[str] | None = None) -> int:
 def _launch(args: argparse.Namespace, received: list[int]) -> int:
     try:
         trials = _plan(args)
+        mirror = _mirror(args)
         if args.download:
             _download_inputs(trials)
         if args.dry_run:
-            return _dry_run(args, trials)
+            return _dry_run(args, trials, mirror)
         missing = _missing_inputs(trials)
         if missing:
             raise BadInput("\n".join(missing))
-        store = ResultStore(args.results)
+        store = ResultStore(args.results) if mirror is None else MirroredStore(args.results, mirror)
     except KeyboardInterrupt:
         return _interrupted(received, "nothing ran")
     except StudyError as exc:  # bad input, missing files, an unusable store: nothing ran
@@ -556,15 +572,40 @@ def _launch(args: argparse.Namespace, received: list[int]) -> int:
         return exc.exit_code
     with store:
         try:
-            return _run(args, trials, store)
+            code = _run(args, trials, store)
         except KeyboardInterrupt:
-            return _interrupted(received, f"{_stored(store)}; {RESUME}")
+            code = _interrupted(received, f"{_stored(store)}; {RESUME}")
         except StoreWriteError as exc:
             _tell(f"launch: error: {exc}; {_stored(store)}; make it writable and {RESUME}")
-            return exc.exit_code
+            code = exc.exit_code
         except StudyError as exc:  # e.g. ray.init could not join --address
             _tell(f"launch: error: {exc}")
-            return exc.exit_code
+            code = exc.exit_code
+        return _finish_mirror(store, code)
+
+
+def _mirror(args: argparse.Namespace) -> Mirror | None:
+    """--results-mirror, checked as the launch starts: BadInput if it cannot be written."""
+    if not args.results_mirror:
+        return None
+    mirror = Mirror(_absolute(args.results_mirror))
+    mirror.check(Path(args.results).expanduser().absolute())
+    return mirror
+
+
+def _finish_mirror(store: ResultStore, code: int) -> int:
+    """The mirror's last catch-up, however the launch ended. A launch whose trials all ran (exit
+    status 0 or 1) with the mirror still behind after it ends as a store that cannot be written
+    (3): its rows are safe on this machine only, and rerunning the command copies them."""
+    if not isinstance(store, MirroredStore):
+        return code
+    line = store.finish()
+    if store.behind is None:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print(line, flush=True)
+        return code
+    _tell(f"launch: {line}")
+    return StoreWriteError.exit_code if code in (0, EXIT_FAILED_TRIAL) else code
 
 
 def _interrupted(received: list[int], what: str) -> int:

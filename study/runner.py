@@ -27,7 +27,7 @@ from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.search.optuna import OptunaSearch
 
-from study import layout
+from study import deaths, layout
 from study.resources import gpu_fraction, longest_first
 from study.status import format_duration
 from study.store import FINISHED, ResultStore
@@ -46,8 +46,6 @@ SCORE_KEY = "score"
 # Each epoch's report (its training loss) for Tune's progress and TensorBoard logs.
 EPOCH_KEY = "epoch"
 LOSS_KEY = "train_loss"
-# Retries of a trial whose worker died (deterministic errors come back as failed rows).
-MAX_FAILURES = 2
 QUIET_LOGGERS = (
     # "A new study created in memory", once per searched curve
     "optuna",
@@ -199,21 +197,18 @@ def train_one(
     Nothing raised here reaches Tune: run_trial turns a trial's own errors into rows, and an error
     around it (a worker whose code or packages differ from the driver's) becomes a failed row too,
     because Tune retries every exception and a deterministic error would only fail again. Tune's
-    retries (FailureConfig) are thus left to what they are for: a worker process or node that died.
+    retries are thus left to what they are for: a worker process or node that died. Tune retries
+    without limit; a retry after the death that fails the trial (study/deaths.py) writes its failed
+    row instead of training.
     """
     overrides = trial_overrides(config)
     if overrides["latent"] in measured:
         tune.report({SCORE_KEY: measured[overrides["latent"]], ROW_KEY: None})
         return
     try:
-        import torch
-
-        torch.set_num_threads(cpus)
-        cfg = make_config(on_given_gpu(overrides, _gpus_given()))
-        row = run_trial(cfg, _shared_images(cfg, datasets or {}), _report_epoch)
-        if row["status"] == Status.FAILED and torch.cuda.is_available():
-            # after an OOM, hand the card back to the trials packed beside this worker
-            torch.cuda.empty_cache()
+        row = _deaths_row(config.get(deaths.DEATHS_KEY)) or _trained_row(
+            overrides, cpus, datasets or {}
+        )
     except Exception as exc:  # the driver completes this row from the config (StoreCallback._write)
         row = {
             "status": Status.FAILED,
@@ -222,6 +217,38 @@ def train_one(
         }
     ok = row["status"] == Status.OK and row[metric] is not None and math.isfinite(row[metric])
     tune.report({SCORE_KEY: row[metric] if ok else math.nan, ROW_KEY: row})
+
+
+def _trained_row(overrides: dict, cpus: int, datasets: dict[tuple, ray.ObjectRef]) -> dict:
+    import torch
+
+    torch.set_num_threads(cpus)
+    cfg = make_config(on_given_gpu(overrides, _gpus_given()))
+    row = run_trial(cfg, _shared_images(cfg, datasets), _report_epoch)
+    if row["status"] == Status.FAILED and torch.cuda.is_available():
+        # after an OOM, hand the card back to the trials packed beside this worker
+        torch.cuda.empty_cache()
+    return row
+
+
+def _deaths_row(tally: dict | None) -> dict | None:
+    """The failed row of a trial whose worker deaths fail it (study/deaths.py), else None; the
+    pending deaths that could are settled here, on the worker, never in the driver's loop."""
+    if not tally:
+        return None
+    if deaths.may_fail(tally):
+        time.sleep(max(0.0, deaths.wait_s(tally, time.time())))
+        tally = deaths.settle(tally, set(_alive_nodes()), math.inf)
+    failed = deaths.failure(tally)
+    if failed is None:
+        return None
+    error, history = failed
+    return {"status": Status.FAILED, "error": error, "traceback": history}
+
+
+def _alive_nodes() -> dict[str, str]:
+    """Node id -> ip of every node GCS holds alive."""
+    return {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]}
 
 
 def _report_epoch(epochs_done: int, loss: float) -> None:
@@ -237,6 +264,13 @@ def share_datasets(loaded: dict[tuple, data.Dataset]) -> dict[tuple, ray.ObjectR
 def _shared_images(cfg: TrialConfig, datasets: dict[tuple, ray.ObjectRef]) -> data.Dataset | None:
     ref = datasets.get(data.source(cfg))
     return None if ref is None else data.from_arrays(cfg.dataset, *ray.get(ref))
+
+
+def _last_failure(errors: str | None) -> str:
+    """The text of a trial's last failure: Tune's error file holds a "Failure # N (occurred at
+    ...)" block per failure."""
+    blocks = (errors or "").strip().split("Failure # ")
+    return "\n".join(blocks[-1].splitlines()[1:])
 
 
 def _failed_row(cfg: TrialConfig, error: str) -> dict:
@@ -266,6 +300,7 @@ class StoreCallback(tune.Callback):
         self.diverged = 0
         self.failed = 0
         self.written: set[str] = set()  # Tune trial ids whose row is in the store
+        self.nodes_at_start: dict[str, dict[str, str]] = {}  # Tune trial id -> its attempt's
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if ROW_KEY not in result:  # an epoch's loss (_report_epoch)
@@ -282,22 +317,39 @@ class StoreCallback(tune.Callback):
             f"latent {latent} is already in the store (score {result[SCORE_KEY]:.2f})",
         )
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.nodes_at_start[trial.trial_id] = _alive_nodes()
+
     def on_trial_recover(self, iteration, trials, trial, **info):
-        cfg = config_of(trial.config)
-        print(
-            f"worker lost running {curves.label(cfg.science())} latent {cfg.latent}; retrying",
-            flush=True,
+        """Tally the death (study/deaths.py) into the config its retry gets."""
+        # the trial's own error file, which Tune has just written: get_error() reads the copy in
+        # Tune's storage, which lags a failure behind
+        errors = Path(trial.error_file).read_text() if trial.error_file else trial.get_error()
+        text = _last_failure(errors)
+        suspected = deaths.suspects(self.nodes_at_start.get(trial.trial_id, {}), text)
+        grace = deaths.grace_s(suspected, ray.get_runtime_context().get_node_id())
+        alive = set(_alive_nodes())
+        tally, lost = deaths.record(
+            trial.config.get(deaths.DEATHS_KEY), text, suspected, alive, time.time(), grace
         )
+        trial.config[deaths.DEATHS_KEY] = tally
+        cfg = config_of(trial.config)
+        if lost:
+            why = "its node is gone, which never counts"
+        else:
+            died = len(tally["counted"]) + len(tally["pending"])
+            why = f"its node is up: death {died} of the {deaths.RETRIED + 1} that fail a trial"
+            why += f", unless the node goes within {grace:.0f} s" if grace else ""
+        label = curves.label(cfg.science())
+        print(f"worker lost running {label} latent {cfg.latent}: {why}; retrying", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if trial.trial_id in self.written:  # the row arrived; whatever failed came after it
             return
-        text = (trial.get_error() or "").strip()
-        # Tune writes a "Failure # N" block per try
-        last_failure = text.split("Failure # ")[-1].splitlines()[1:] or ["no error text"]
+        last = _last_failure(trial.get_error()).splitlines()[:1] or ["no error text"]
         cfg = config_of(trial.config)
-        row = _failed_row(cfg, f"worker lost {trial.num_failures} times; last: {last_failure[0]}")
-        row["traceback"] = text
+        row = _failed_row(cfg, f"worker lost {trial.num_failures} times; last: {last[0]}")
+        row["traceback"] = (trial.get_error() or "").strip()
         self._write(trials, trial, row)
 
     def _write(self, trials, trial, row: dict) -> None:
@@ -520,7 +572,8 @@ def _fit(
                 # Tune) is what a relaunch resumes from, and a lost worker's error.txt stays
                 # beside the row that reports it
                 storage_path=str(store.path / layout.TUNE),
-                failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+                # every lost worker is retried: study/deaths.py decides which fail the trial
+                failure_config=tune.FailureConfig(max_failures=-1),
                 callbacks=[callback, *loggers],
                 verbose=0,
             ),

@@ -12,6 +12,9 @@ holds the store's lock, it says so with its pid, and an ETA at the rate the laun
 trials so far. Imports no torch or Ray, and reads a store that is being written: a part renamed
 away as it is read is skipped.
 
+A mirror's URI (--results-mirror) reads the same, from a copy of its rows and plan: it has no lock,
+so the last launch is named with the machine that can tell whether it still runs.
+
 Exit status: 0 the status was printed; 1 the store cannot be read (the message says why); 2 bad
 arguments.
 """
@@ -27,10 +30,12 @@ from collections import Counter
 from pathlib import Path
 
 from study.layout import LOCK, PLAN, read_part
+from study.mirror import fetched
 from study.store import FINISHED, survey
 from trainables import curves
 from trainables.errors import StoreError, StoreWriteError
 from trainables.files import atomic_write
+from trainables.filesystems import is_uri
 from trainables.schema import Status, conform
 
 COLUMNS = ("done", "failed", "diverged", "remaining")
@@ -147,8 +152,11 @@ def _table(curves: dict, remaining: bool) -> list[str]:
     return lines
 
 
-def report(store: Path, now: datetime.datetime | None = None) -> list[str]:
-    """The lines `dae-study status` prints. StoreError: the store cannot be read."""
+def report(
+    store: Path, now: datetime.datetime | None = None, mirror: str | None = None
+) -> list[str]:
+    """The lines `dae-study status` prints; `mirror`: the URI that `store` is a copy of.
+    StoreError: the store cannot be read."""
     if not store.is_dir():
         what = "is not a folder" if store.exists() else "does not exist"
         raise StoreError(f"no results store at {store}: it {what}")
@@ -158,14 +166,19 @@ def report(store: Path, now: datetime.datetime | None = None) -> list[str]:
     plan = read_plan(store)
     pid = launcher_pid(store)
     planned, others, unreadable, finished_since = count(store, plan)
-    lines = [f"store {store}"]
+    lines = [f"store {mirror or store}"]
     if plan:
         began = plan["started_at"]
         ago = format_duration((now - began).total_seconds())
         search = f", an {plan['search']} search" if plan["search"] else ""
         launch = f"grid {plan['grid']}{search}, started {began:%Y-%m-%d %H:%M:%S %Z} ({ago} ago)"
         ours = pid == str(plan["pid"])
-        if pid is None:
+        if mirror:
+            lines.append(
+                f"a mirror; the last launch: {launch}, pid {plan['pid']} on {plan['host']} "
+                "(`dae-study status` of the store there says whether it still runs)"
+            )
+        elif pid is None:
             lines.append(f"not running; the last launch: {launch}")
         elif ours:
             lines.append(f"running: pid {pid} on {plan['host']}, {launch}")
@@ -207,10 +220,16 @@ def _eta(remaining: int, finished: int, elapsed: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="How far a study is, per curve.")
-    parser.add_argument("store", type=Path, help="the results store a launch writes")
+    parser.add_argument(
+        "store", help="the results store a launch writes, or the URI of its --results-mirror"
+    )
     args = parser.parse_args(argv)
     try:
-        lines = report(args.store)
+        if is_uri(args.store):
+            with fetched(args.store) as copy:
+                lines = report(copy, mirror=args.store)
+        else:
+            lines = report(Path(args.store))
     except (StoreError, OSError) as exc:
         print(f"status: {exc}", file=sys.stderr)
         return 1

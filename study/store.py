@@ -75,7 +75,7 @@ def survey(path: Path) -> Survey:
             found.unreadable.append(part)
             continue
         try:
-            row = _one_row(table, part)
+            row = one_row(table, part)
         except StoreError as exc:
             found.foreign.append((part, str(exc)))
             continue
@@ -87,7 +87,7 @@ def survey(path: Path) -> Survey:
     return found
 
 
-def _one_row(table: pa.Table, part: Path) -> LivePart:
+def one_row(table: pa.Table, part: Path) -> LivePart:
     """The part's row, or StoreError saying why the file is not one row of this study."""
     newer = not set(table.column_names) <= set(RESULT_SCHEMA.names)  # read, never rewritten
     current = newer or table.schema.equals(RESULT_SCHEMA, check_metadata=True)

@@ -7,48 +7,22 @@ the last one. Whoever stores the trial's row removes its checkpoint afterwards (
 does, once the row is in the store): a crash in between leaves a checkpoint, never loses a row.
 
 Where: config `checkpoint_dir`, a local folder or a URI (s3://bucket/prefix, gs://..., hdfs://...,
-or any protocol fsspec knows), all through one pyarrow filesystem, so local folders and buckets take
-the same code path. A checkpoint is written beside its final name and then moved there: a reader
-finds the previous checkpoint or the whole new one, never part of one.
+or any protocol fsspec knows), all through one pyarrow filesystem (trainables/filesystems.py), so
+local folders and buckets take the same code path. A checkpoint is written beside its final name and
+then moved there: a reader finds the previous checkpoint or the whole new one, never part of one.
 """
 
 import io
-import os
 import warnings
 from dataclasses import dataclass
 
-import pyarrow as pa
 import pyarrow.fs as pafs
 import torch
 
+from trainables.filesystems import filesystem
+
 SUFFIX = ".pt"
 PARTIAL = ".partial"  # a checkpoint being written: never read, replaced by the next attempt
-
-
-def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
-    """A local folder (absolute) or a URI -> (pyarrow filesystem, path inside it).
-
-    ValueError for a relative path or a protocol neither pyarrow nor fsspec knows; OSError when the
-    filesystem cannot be reached (e.g. the region of an S3 bucket cannot be resolved)."""
-    if "://" not in location:
-        location = os.path.expanduser(location)  # "~": the home of the node that runs the trial
-    try:
-        return pafs.FileSystem.from_uri(location)
-    except pa.ArrowInvalid as exc:
-        if "://" not in location:
-            raise ValueError(
-                f"checkpoint_dir: {location!r} is neither an absolute folder nor a URI ({exc})"
-            ) from None
-        pyarrow_error = exc
-    try:
-        import fsspec
-    except ImportError:
-        raise ValueError(f"checkpoint_dir: {location!r}: {pyarrow_error}") from None
-    try:
-        fs, path = fsspec.core.url_to_fs(location)
-    except (ImportError, ValueError) as exc:  # an unknown protocol, or its package is missing
-        raise ValueError(f"checkpoint_dir: {location!r}: {exc}") from None
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
 @dataclass(frozen=True)
@@ -98,5 +72,5 @@ def for_config(cfg) -> Checkpoints | None:
     checkpoint_dir)."""
     if not cfg.checkpoint_every or not cfg.checkpoint_dir:
         return None
-    fs, folder = filesystem(cfg.checkpoint_dir)
+    fs, folder = filesystem(cfg.checkpoint_dir, "checkpoint_dir")
     return Checkpoints(fs, folder, cfg.trial_id())
