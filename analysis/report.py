@@ -275,7 +275,9 @@ def _write_tables(rows: pd.DataFrame, ok: pd.DataFrame, out: Path) -> tuple[int,
 
 
 def _counts(values: pd.Series) -> str:
-    return ", ".join(f"{n} {name}" for name, n in values.value_counts(dropna=False).items())
+    """'7 ok, 1 failed': the most common first, ties by name, so the same store reads the same."""
+    counts = values.value_counts(dropna=False).items()
+    return ", ".join(f"{n} {name}" for name, n in sorted(counts, key=lambda c: (-c[1], str(c[0]))))
 
 
 def _holdings(rows: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:

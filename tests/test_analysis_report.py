@@ -98,7 +98,7 @@ def test_digits_only_store(tmp_path):
         "training_digits",
     )
     assert files == TABLES | made | PAGES
-    assert "18 rows (16 ok, 1 failed, 1 diverged)" in readme
+    assert "18 rows (16 ok, 1 diverged, 1 failed)" in readme  # ties by name
     for name in made:
         assert f"]({name})" in readme  # embedded (PNG) or linked (SVG)
     missing = missing_lines(readme)

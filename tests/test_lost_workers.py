@@ -14,19 +14,17 @@ import threading
 
 import pandas as pd
 import pytest
-from launching import REPO, start
+from launching import REPO, kill_and_wait, start
 from test_cluster_resume import (
     FAST_HEALTH_CHECKS,
     HEAD,
     LONG,
     TIMEOUT_S,
-    digits_cache,
     free_ports,
     node,  # noqa: F401 (a fixture)
     trial_workers,
     wait_for,
 )
-from test_reliability import kill_and_wait
 
 from study import deaths
 from trainables.config import make_config
@@ -100,7 +98,7 @@ def test_a_lost_node_never_counts_and_a_third_death_on_a_live_node_fails_the_tri
 
 
 @pytest.fixture
-def cluster(node, tmp_path):  # noqa: F811 (the imported fixture)
+def cluster(node, tmp_path, untrained_digits_cnn):  # noqa: F811 (the imported fixture)
     """-> (its address, the launcher's environment, the worker node). Every process knows the
     fast health checks: the head's GCS declares a lost node dead within seconds, and the
     launcher's grace for it is as short."""
@@ -109,7 +107,7 @@ def cluster(node, tmp_path):  # noqa: F811 (the imported fixture)
         **bare,
         **FAST_HEALTH_CHECKS,
         "RAY_AUTH_MODE": "disabled",  # the same on every node, whatever ~/.ray holds
-        "DAE_CACHE_DIR": str(digits_cache(tmp_path / "cache")),
+        "DAE_CACHE_DIR": str(untrained_digits_cnn(tmp_path / "cache")),
         "PYTHONPATH": str(REPO),
     }
     (port,) = free_ports(1)

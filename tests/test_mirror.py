@@ -207,7 +207,7 @@ def test_report_and_status_read_the_mirror(tmp_path, uri, capsys):
     assert re.search(r"^digits .* +1 +1 +0 +1$", said, re.M), said  # done failed diverged left
     assert report.main([uri, "--out", str(tmp_path / "report")]) == 0
     page = (tmp_path / "report" / "README.md").read_text()
-    assert f"Store `{uri}`: 2 rows (1 failed, 1 ok)" in page
+    assert f"Store `{uri}`: 2 rows (1 failed, 1 ok)" in page  # ties by name
     assert (tmp_path / "report" / "samples" / f"{trial_id(4)}.png").is_file()
 
 
