@@ -1,41 +1,46 @@
 #!/usr/bin/env bash
-# The GPU checks of the training and scoring speed, in two parts, each one device run of about 7
-# minutes on one H100/H200 (measured on an H200: part 1 about 450 s, part 2 about 400 s), run from
-# the repository root with pytorch-fid importable:
+# The GPU check: the run of record of this code on one H100/H200, in two parts of at most 330 s
+# each (the sum of a part's time limits), so that both run in one device session of 15 minutes
+# with the machine's start. From the repository root, with pytorch-fid importable
+# (docs/performance.md#the-gpu-check gives the device commands and what each part should take):
 #
-#     PYTHONPATH=. bash benchmarks/gpu_check.sh 1          # a b c e
-#     PYTHONPATH=. bash benchmarks/gpu_check.sh 2          # d f g h
+#     PYTHONPATH=. bash benchmarks/gpu_check.sh 1          # the run of record
+#     PYTHONPATH=. bash benchmarks/gpu_check.sh 2          # agreement, speed-ups, what could pay
 #     PYTHONPATH=. bash benchmarks/gpu_check.sh --cpu 1    # anywhere: the same steps at CPU sizes
 #                                                          # (the GPU tests then skip)
 #
 # Part 1, in priority order:
-#   a gpu-tests     pytest -m gpu: graphed vs eager steps, the trainer and a trial on CUDA, scoring
-#   b train-step    eager vs graphed ms/step, CIFAR-10 f=32/64/128 and CelebA f=32/128
-#   c trials        the paper trial (CIFAR-10 shape, f=128, 100 epochs, 10,000 samples a set) and a
-#                   32-filter one, end to end on photograph patches: phases (<= 120 s, <= 45 s)
-#   e scoring       fp32 scoring: images/s, 50,000 images (<= 15 s); TF32 and other variants
+#   environment  the card, its driver, torch, CUDA, cuDNN, the date
+#   gpu-tests    pytest -m gpu
+#   trials       the paper trial (CIFAR-10 shape, f=128, 10,000 samples a set) and a 32-filter one,
+#                end to end, their train phase timed for TRIAL_EPOCHS epochs and scaled to 100 for
+#                the targets (<= 120 s, <= 45 s)
+#   table1-cost  the GPU-hours of Table 1 on this card (<= 30), each model's step in ms and TFLOP/s
+#                and its share of the card's dense peak (the 128-filter steps >= 40%)
 # Part 2:
-#   d throughput    the fast loop vs the plain loop at 32 and 128 filters (>= 3x, >= 1.5x), and
-#                   torch.compile inside the graph at 128: its compile time against what it saves
-#   f agreement     3 seeds x {graph, eager} short 32-filter trials: the scores' spreads
-#   g packing       1, 2, 4 concurrent 32- and 64-filter trials on the card
-#   h table1-cost   the GPU-hours of Table 1 on this card (<= 30)
+#   environment  again: a part may run on another machine
+#   agreement    3 seeds x {graph, eager} short 32-filter trials: the scores' spreads
+#   scoring      fp32 scoring against pytorch-fid's path, and the variants left out
+#   throughput   the fast loop vs the plain loop at 32 and 128 filters (>= 3x, >= 1.5x)
+#   compile      torch.compile inside the graph: the saving per step and the compile time, first
+#                and cached, CIFAR-10 f=128/256 and CelebA f=64/128; entries for COMPILE_COSTS
+#   streams      1, 2, 4 trials in one process, each graph on its own CUDA stream: 32 and 64
+#                filters, CIFAR-10 and CelebA
 # No datasets and no FID weights are needed: the trials write photograph patches in the CIFAR-10
 # file format and score with a random-weight FID Inception (same cost; the values are not FID).
-# Each step runs under its own time limit (together under 10 minutes a part), so that one hang
-# cannot eat the run. Its output is printed and kept in $OUT/<step>.log ($OUT, or a new temporary
-# folder), with the summary table in $OUT/summary-<part>.log; were there more than 8 files under
-# $OUT, they are packed into $OUT/gpu-check-<part>.tar.gz. The exit status is that of the first
-# step that failed, or 0.
+# Each step runs under its own time limit, so that one slow step cannot eat the run; its output is
+# printed and kept in $OUT/<step>.log ($OUT, or a new temporary folder), the summary in
+# $OUT/summary-<part>.log (at most 8 files: what a device run hands back). The exit status is that
+# of the first step that failed, or 0.
 set -uo pipefail
 
 size=paper
-trial_filters=(128 32)
+trial_args=(--filters 128 32 --epochs 10)
 slower=1  # the time limits are for a GPU machine; a CPU needs longer for its small sizes
 if [[ "${1:-}" == "--cpu" ]]; then
     size=cpu
-    trial_filters=(8 4)  # the digits trials of --size cpu: 128 filters would take an hour there
-    slower=5
+    trial_args=(--filters 8 4 --epochs 2)  # digits trials: 128 filters would take an hour here
+    slower=10
     shift
 fi
 part=${1:-}
@@ -48,13 +53,15 @@ python=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1  # a step stopped at its time limit still leaves what it printed
 status=0
 summary=()
+names=()
 
-step() {  # step LETTER NAME SECONDS COMMAND...: run it under a time limit, print and log it
-    local letter=$1 name=$2 limit=$(($3 * slower))
-    shift 3
-    echo "=== $letter $name (limit ${limit} s): $*"
+step() {  # step NAME SECONDS COMMAND...: run it under a time limit, print and log it
+    local name=$1 limit=$(($2 * slower))
+    shift 2
+    names+=("$name")
+    echo "=== $name (limit ${limit} s): $*"
     local start=$SECONDS
-    timeout --kill-after=15 "$limit" "$@" 2>&1 | tee "$out/$name.log"
+    timeout --kill-after=5 "$limit" "$@" 2>&1 | tee "$out/$name.log"
     local rc=${PIPESTATUS[0]}
     local took=$((SECONDS - start))
     local verdict=ok
@@ -63,28 +70,42 @@ step() {  # step LETTER NAME SECONDS COMMAND...: run it under a time limit, prin
     elif [[ $rc != 0 ]]; then
         verdict="FAILED ($rc)"
     fi
-    echo "=== $letter $name: $verdict after $took s"
-    local row='| %s | %-13s | %-10s | %5d | %5d |'
-    summary+=("$(printf "$row" "$letter" "$name" "$verdict" "$took" "$limit")")
+    echo "=== $name: $verdict after $took s"
+    summary+=("$(printf '| %-12s | %-10s | %5d | %5d |' "$name" "$verdict" "$took" "$limit")")
     if [[ $rc != 0 && $status == 0 ]]; then
         status=$rc
     fi
 }
 
-findings() {  # what a step's log says about the targets: its tables, verdicts and test counts
-    grep -E "^(## |\||Target|Same value|torch.compile|Recommended|For study|pytorch-fid's)|\
-^[0-9]+ (passed|failed|skipped)|^(FAILED|ERROR) |Error" "$out/$1.log" 2>/dev/null | tail -32
+findings() {  # what a step's log says: its tables, targets, verdicts, test counts and entries
+    if [[ $1 == environment ]]; then
+        cat "$out/$1.log"
+        return
+    fi
+    grep -E "^(## |\||Target|Same value|Streams in one process|Starting the compiler|For study|\
+MEASURED =|    CompileCost\(|pytorch-fid's)|^[0-9]+ (passed|failed|skipped)|^(FAILED|ERROR) |\
+Error" "$out/$1.log" 2>/dev/null | tail -60
 }
 
-step - "environment-$part" 15 "$python" -c '
-import os, platform, torch, scipy, sklearn
-print("torch", torch.__version__, "CUDA", torch.version.cuda,
-      "cuDNN", torch.backends.cudnn.version())
-print("device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU only)")
-print("host", platform.node(), os.cpu_count(), "CPU cores")
-import pytorch_fid
-print("pytorch-fid", pytorch_fid.__version__, "scipy", scipy.__version__,
-      "sklearn", sklearn.__version__)
+step environment 10 "$python" -c '
+import datetime, os, platform, subprocess, torch, scipy, sklearn, pytorch_fid
+
+def run(*command):
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+print("date:", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+print("card:", run("nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                   "--format=csv,noheader") or "none (no nvidia-smi)")
+print("torch:", torch.__version__, "CUDA", torch.version.cuda, "cuDNN",
+      torch.backends.cudnn.version(), "device",
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU only)")
+print("python:", platform.python_version(), "pytorch-fid", pytorch_fid.__version__, "scipy",
+      scipy.__version__, "scikit-learn", sklearn.__version__)
+print("host:", platform.node(), os.cpu_count(), "CPU cores")
+print("commit:", run("git", "rev-parse", "--short", "HEAD") or "unknown (no git)")
 '
 if [[ $status != 0 ]]; then
     echo "environment check failed: is pytorch-fid on PYTHONPATH?" >&2
@@ -92,18 +113,15 @@ if [[ $status != 0 ]]; then
 fi
 
 if [[ $part == 1 ]]; then
-    names=(gpu-tests train-step trials scoring)
-    step a gpu-tests 90 "$python" -m pytest -m gpu tests/test_gpu.py -p no:cacheprovider -rs
-    step b train-step 60 "$python" -m benchmarks.train_step --size "$size"
-    step c trials 330 "$python" -m benchmarks.trial_phases --size "$size" \
-        --filters "${trial_filters[@]}"
-    step e scoring 90 "$python" -m benchmarks.scoring --size "$size"
+    step gpu-tests 65 "$python" -m pytest -m gpu tests/test_gpu.py -p no:cacheprovider -rs
+    step trials 150 "$python" -m benchmarks.trial_phases --size "$size" "${trial_args[@]}"
+    step table1-cost 105 "$python" -m benchmarks.table1_cost --size "$size"
 else
-    names=(throughput agreement packing table1-cost)
-    step d throughput 150 "$python" -m benchmarks.throughput --size "$size" --compile
-    step f agreement 120 "$python" -m benchmarks.graph_agreement --size "$size"
-    step g packing 130 "$python" -m benchmarks.packing --size "$size"
-    step h table1-cost 170 "$python" -m benchmarks.table1_cost --size "$size"
+    step agreement 65 "$python" -m benchmarks.graph_agreement --size "$size"
+    step scoring 40 "$python" -m benchmarks.scoring --size "$size" --sets 2
+    step throughput 40 "$python" -m benchmarks.throughput --size "$size"
+    step compile 140 "$python" -m benchmarks.compile_cost --size "$size"
+    step streams 35 "$python" -m benchmarks.streams --size "$size"
 fi
 
 {
@@ -115,14 +133,10 @@ fi
     echo
     echo "## GPU check, part $part ($size sizes): $(date -u +%FT%TZ)"
     echo
-    echo "| # | step          | result     |     s | limit |"
-    echo "|---|---------------|------------|-------|-------|"
+    echo "| step         | result     |     s | limit |"
+    echo "|--------------|------------|-------|-------|"
     printf '%s\n' "${summary[@]}"
     echo
     echo "logs: $out; exit status $status"
 } | tee "$out/summary-$part.log"
-if (($(find "$out" -type f | wc -l) > 8)); then  # the most files a device run hands back
-    tar -czf "$out/gpu-check-$part.tar.gz" -C "$out" --exclude='*.tar.gz' .
-    find "$out" -type f ! -name '*.tar.gz' ! -name "summary-$part.log" -delete
-fi
 exit $status

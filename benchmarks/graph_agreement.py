@@ -23,7 +23,7 @@ from trainables.scored_sets import LABELS, SCORED_SETS
 
 SIZES = {
     "cpu": {"dataset": "digits", "filters": 4, "latent": 8, "epochs": 2, "n_samples": 200},
-    "paper": {"filters": 32, "epochs": 3, "n_samples": 2_000, "gmm_max_iter": 100},
+    "paper": {"filters": 32, "epochs": 2, "n_samples": 1_000, "gmm_max_iter": 100},
 }
 SEEDS = (0, 1, 2)
 MODES = {"graph": True, "eager": False}  # config cuda_graph

@@ -13,8 +13,9 @@ What each measures at paper size (seconds measured or estimated on one H200):
   trial_phases  the paper trial's phases for its first 40 epochs (about 100 s; the train phase
                 grows linearly to 100 epochs, which benchmarks/gpu_check.sh step c runs)
   packing       1, 2 and 4 concurrent 32- and 64-filter trials on the card (about 100 s)
-torch.compile (benchmarks.throughput --compile), the agreement of graphed and eager trials
-(benchmarks.graph_agreement) and the GPU-hours of Table 1 (benchmarks.table1_cost) run on their own.
+torch.compile (benchmarks.compile_cost), trials on CUDA streams (benchmarks.streams), the agreement
+of graphed and eager trials (benchmarks.graph_agreement) and the GPU-hours of Table 1
+(benchmarks.table1_cost) run on their own, and in benchmarks/gpu_check.sh.
 """
 
 from benchmarks import gmm, packing, scoring, throughput, train_step, trial_phases

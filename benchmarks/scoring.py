@@ -2,6 +2,7 @@
 
     python -m benchmarks.scoring                  # CPU: sets of 50 images (~0.1 s an image)
     python -m benchmarks.scoring --size paper     # sets of 10,000 images, as a trial scores them
+    python -m benchmarks.scoring --size paper --sets 2  # two sets, not six, in the all-at-once row
 
   pytorch-fid   pytorch_fid_distance below, on one set: images on the host in a DataLoader at batch
                 50, a copy to the device per batch, features back to the host, numpy statistics,
@@ -9,7 +10,7 @@
   ours          features.score_sets, what a trial runs: images already on the device, every set
                 through the network in one pass of fixed-size batches (the last one padded on CUDA),
                 statistics and the eigenvalue trace in float64 on the device; timed on one set, and
-                on all of a trial's sets (six) at once
+                on all of a trial's sets (six, or --sets) at once
 On CUDA more rows show what channels_last, a larger batch and cuDNN's TF32 would change: speed,
 and the distance's drift. All rows use the same reference
 statistics, computed beforehand (a trial reads them from the cache), and true fp32 convolutions
@@ -127,7 +128,15 @@ def variant_rows(generated, extractor: features.Extractor, ref_stats, ours: floa
 
 
 def main(argv=None) -> None:
-    args = arguments(__doc__.splitlines()[0]).parse_args(argv)
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sets",
+        type=int,
+        default=len(SCORED_SETS),
+        choices=range(1, len(SCORED_SETS) + 1),
+        help="how many of a trial's sets the all-at-once row scores (default: all, as a trial)",
+    )
+    args = parser.parse_args(argv)
     device = setup(args)
     n = SIZES[args.size]
     extractor, label = inception(device)
@@ -135,7 +144,7 @@ def main(argv=None) -> None:
     ref_stats = frechet.gaussian_stats(extractor.features(reference))  # also autotunes cuDNN
     sets = {  # brighter than the reference, each its own images
         name: random_images(n, seed=2 + i).to(device).float().div_(255).sqrt_()
-        for i, name in enumerate(SCORED_SETS)
+        for i, name in enumerate(list(SCORED_SETS)[: args.sets])
     }
     generated = sets[next(iter(sets))]
 

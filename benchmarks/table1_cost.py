@@ -1,12 +1,13 @@
 """GPU-hours of Table 1 on this card, from the timed pieces of a trial: the number we steer by.
 
     python -m benchmarks.table1_cost               # CPU: tiny stand-ins, seconds (checks the code)
-    python -m benchmarks.table1_cost --size paper  # one H100/H200: under 4 minutes
+    python -m benchmarks.table1_cost --size paper  # one H100/H200: about two minutes
 
 A trial's time is the sum of:
   train   epochs x the steps of an epoch (a last partial batch is a step) x the step time of its
           model, plus the step's setup; the step as the trainer runs it (one CUDA graph where the
-          capture works, eager where not), 200 steps timed after a warm-up pass
+          capture works, eager where not), 100 steps timed after a warm-up pass; with its
+          arithmetic (FLOPs counted by benchmarks/flops.py) against the card's dense peak
   encode  one eval forward (encoder + decoder, batches of 500) per training and test image and
           per decoded sample (6 sets): an upper bound on the trial's encode and sample phases
   score   6 sets of n_samples images through the FID Inception network in fp32 (features.score),
@@ -14,8 +15,9 @@ A trial's time is the sum of:
   prior   the torch GMM: scikit-learn's k-means start + the trials' cap on EM iterations (2000, the
           reference code's; an upper bound, as a fit that converges stops sooner), each iteration
           timed on synthetic codes
-A model is what changes a step's cost: dataset, VAE or DAE, filters, depth, latent norm, a frozen
-latent layer, noise or none (its amount costs nothing). The latent size changes only the two linear
+A model is what changes a step's cost (study/resources.py's model_key): dataset, VAE or DAE,
+filters, depth, latent norm, a frozen latent layer, noise or none (its amount costs nothing), the
+batch, the decoder's width, the precision. The latent size changes only the two linear
 layers and their Adam state, so the step time is affine in it: each model is timed once, at the
 mean latent of its trials, which gives each curve's total to first order. The GMM's cost grows
 faster than linearly in the latent size: it is timed at 16, 64, 256 and 1024 dimensions, on 50,000
@@ -28,7 +30,7 @@ fit, Ray's scheduling. The hours are per replicate: --seeds N multiplies them.
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -43,9 +45,11 @@ from benchmarks.common import (
     setup,
     sync,
 )
+from benchmarks.flops import dense_peak, peak_card, step_flops
 from benchmarks.gmm import COMPONENTS, SEED, time_kmeans, warped_codes
 from benchmarks.train_step import RESIDENT_BATCHES, StepTiming, time_steps, trial_train_s
 from study.grids import expand
+from study.resources import model_key
 from trainables import curves, features, frechet, priors
 from trainables.config import TrialConfig, make_config
 from trainables.data import DATASETS
@@ -59,7 +63,7 @@ SIZES = {  # cpu: tiny stand-ins of every model, so that every code path runs in
     "paper": {
         "stand_in": False,
         "batches": RESIDENT_BATCHES,
-        "steps": 200,
+        "steps": 100,
         "eval_images": 1_000,
         "score_images": 10_000,
     },
@@ -72,20 +76,8 @@ EM_ITERATIONS_TIMED = 10
 EM_ITERATION_CAP = make_config().gmm_max_iter
 PHASES = ("train", "encode", "score", "prior")
 TARGET_GPU_HOURS = 30  # issue 11: the whole of Table 1, one replicate, on one H100/H200
-
-
-def model_key(cfg: TrialConfig) -> tuple:
-    """What changes the cost of a training step (not the latent size, nor the noise's amount)."""
-    return (
-        cfg.dataset,
-        cfg.model,
-        cfg.filters,
-        cfg.depth,
-        cfg.latent_norm,
-        cfg.freeze_latent,
-        cfg.noise_std > 0,
-        cfg.batch_size,
-    )
+TARGET_PEAK_SHARE = 0.4  # issue 24: the 128-filter step's share of the card's dense peak
+PEAK_TARGET_DATASETS = ("cifar10", "celeba")
 
 
 def model_label(cfg: TrialConfig) -> str:
@@ -172,6 +164,7 @@ class Measured:
     score_label: str
     gmm_s: dict[int, float]  # a fit of gmm_codes codes, at a few latent sizes
     gmm_codes: int
+    flops: dict[tuple, float] = field(default_factory=dict)  # of one training step, by model_key
 
     def trial_seconds(self, cfg: TrialConfig) -> dict[str, float]:
         key = model_key(cfg)
@@ -189,7 +182,7 @@ class Measured:
 def measure(models: dict[tuple, list[TrialConfig]], device: torch.device, size: str) -> Measured:
     """Time every model's step and eval forward, one scored set, and the GMM at a few sizes."""
     start = time.perf_counter()
-    steps, timed_latent, eval_s = {}, {}, {}
+    steps, timed_latent, eval_s, flops = {}, {}, {}, {}
     for number, (key, trials) in enumerate(models.items(), start=1):
         timed_latent[key] = round(statistics.mean(cfg.latent for cfg in trials))
         timed = timed_config(trials[0], timed_latent[key], SIZES[size]["stand_in"])
@@ -197,6 +190,7 @@ def measure(models: dict[tuple, list[TrialConfig]], device: torch.device, size: 
             timed, device, SIZES[size]["steps"], device.type == "cuda", SIZES[size]["batches"]
         )
         eval_s[key] = eval_s_per_image(timed, device, SIZES[size]["eval_images"])
+        flops[key] = step_flops(timed, device)
         print(
             f"# {number}/{len(models)} {model_label(trials[0])}: {steps[key].step_s * 1e3:.2f} "
             f"ms/step ({steps[key].kind}); {time.perf_counter() - start:.0f} s so far",
@@ -206,7 +200,36 @@ def measure(models: dict[tuple, list[TrialConfig]], device: torch.device, size: 
     print(f"# scoring: {format_cell(1 / score_s)} images/s; {time.perf_counter() - start:.0f} s")
     gmm = {latent: gmm_s(GMM_CODES[size], latent, device) for latent in GMM_LATENTS[size]}
     print(f"# GMM at {len(gmm)} latent sizes; {time.perf_counter() - start:.0f} s so far")
-    return Measured(steps, timed_latent, eval_s, score_s, score_label, gmm, GMM_CODES[size])
+    return Measured(steps, timed_latent, eval_s, score_s, score_label, gmm, GMM_CODES[size], flops)
+
+
+def peak_share(
+    measured: Measured, key: tuple, precision: str, device: torch.device
+) -> tuple[float, float | None]:
+    """A model's step: (achieved TFLOP/s, its share of the card's dense peak, None where the
+    card or the precision is not in the table)."""
+    tflops = measured.flops[key] / measured.steps[key].step_s / 1e12
+    peak = dense_peak(device, precision)
+    return tflops, (tflops / peak if peak else None)
+
+
+def peak_targets(
+    measured: Measured, models: dict[tuple, list[TrialConfig]], device: torch.device
+) -> list[str]:
+    """The target line for the 128-filter DAE step of each dataset, on a card in the table."""
+    lines = []
+    for dataset in PEAK_TARGET_DATASETS:
+        cfg = make_config({"dataset": dataset, "filters": 128})
+        if model_key(cfg) not in models:
+            continue
+        tflops, share = peak_share(measured, model_key(cfg), cfg.precision, device)
+        if share is not None:
+            verdict = "met" if share >= TARGET_PEAK_SHARE else "NOT met"
+            lines.append(
+                f"Target: the {dataset} 128-filter step at >= {TARGET_PEAK_SHARE:.0%} of the "
+                f"dense peak ({cfg.precision}): {tflops:.0f} TFLOP/s, {share:.0%}, {verdict}."
+            )
+    return lines
 
 
 def main(argv=None) -> None:
@@ -223,9 +246,11 @@ def main(argv=None) -> None:
         seconds = [measured.trial_seconds(cfg) for cfg in trials]
         means = [statistics.mean(s[phase] for s in seconds) for phase in PHASES]
         step = measured.steps[key]
+        tflops, share = peak_share(measured, key, trials[0].precision, device)
         model_rows.append(
             [model_label(trials[0]), len(trials), measured.timed_latent[key], step.kind]
-            + [step.step_s * 1e3, *means, sum(means), len(trials) * sum(means) / 3600]
+            + [step.step_s * 1e3, tflops, "n/a" if share is None else 100 * share]
+            + [*means, sum(means), len(trials) * sum(means) / 3600]
         )
     grid_rows = []
     for name in GRIDS:
@@ -235,9 +260,16 @@ def main(argv=None) -> None:
 
     print_table(
         "Per model: seconds per trial (mean over its trials), GPU-hours of all its trials",
-        ["model", "trials", "timed latent", "ran as", "ms/step", *PHASES, "trial s", "GPU-h"],
+        ["model", "trials", "timed latent", "ran as", "ms/step", "TFLOP/s", "% peak", *PHASES]
+        + ["trial s", "GPU-h"],
         model_rows,
-        [f"{len(models)} models, {SIZES[args.size]['steps']} steps timed each."],
+        [
+            f"{len(models)} models, {SIZES[args.size]['steps']} steps timed each. TFLOP/s: the "
+            "step's FLOPs, counted (benchmarks/flops.py), over its time; % peak: of the card's "
+            f"dense peak for the step's precision ({peak_card(device) or 'a card not'} in "
+            "benchmarks/flops.py's table).",
+            *peak_targets(measured, models, device),
+        ],
     )
     notes = [
         "Per replicate (one seed): the study's --seeds N multiplies the hours.",

@@ -22,10 +22,10 @@ from trainables.config import TrialConfig, make_config
 from trainables.cuda_graph import batch_lengths
 from trainables.data import DATASETS
 from trainables.models import build_model
-from trainables.train import prepare
+from trainables.train import Training, prepare
 
 SIZES = {
-    "cpu": {"models": [("cifar10", 8)], "steps": 5, "batch_size": 16},
+    "cpu": {"models": [("cifar10", 8)], "steps": 5, "overrides": {"batch_size": 16}},
     "paper": {
         "models": [
             ("cifar10", 32),
@@ -35,10 +35,18 @@ SIZES = {
             ("celeba", 128),
         ],
         "steps": 200,
-        "batch_size": 128,
+        "overrides": {"batch_size": 128},
     },
 }
 RESIDENT_BATCHES = 8
+
+
+def model_configs(size: dict) -> list[TrialConfig]:
+    """A benchmark size's models, (dataset, filters) pairs, as configs with its overrides."""
+    return [
+        make_config({"dataset": dataset, "filters": filters, **size["overrides"]})
+        for dataset, filters in size["models"]
+    ]
 
 
 @dataclass
@@ -49,24 +57,33 @@ class StepTiming:
     step_s: float  # one optimisation step, steady state
 
 
-def time_steps(
-    cfg: TrialConfig, device: torch.device, steps: int, graph: bool, batches: int = RESIDENT_BATCHES
-) -> StepTiming:
-    """Build cfg's model and the trainer's step for it (train.prepare; graphed if asked and
-    possible), time it on `batches` resident batches of images."""
+def resident_training(
+    cfg: TrialConfig, device: torch.device, batches: int = RESIDENT_BATCHES
+) -> tuple[Training, list[torch.Tensor]]:
+    """cfg's model and the trainer's step for it (train.prepare, the fast loop; graphed where cfg
+    asks and the capture works) on `batches` resident batches of random images, warmed up by one
+    pass over them; and the index batches of that pass, to replay."""
     torch.manual_seed(cfg.seed)
-    cfg = cfg.replace(device=str(device), cuda_graph=graph, train_loop="fast")
+    cfg = cfg.replace(device=str(device), train_loop="fast")
     model = build_model(cfg).to(device)
     shape = DATASETS[cfg.dataset].image_shape
     images = random_images(batches * cfg.batch_size, shape=shape).to(device)
-
-    sync(device)
-    clock = time.perf_counter()
     training = prepare(model, images, cfg)
     order = list(training.batches())
     for batch in order:
         training.step.run(batch)
     training.step.epoch_loss()  # waits for the warm-up pass
+    return training, order
+
+
+def time_steps(
+    cfg: TrialConfig, device: torch.device, steps: int, graph: bool, batches: int = RESIDENT_BATCHES
+) -> StepTiming:
+    """Build cfg's model and the trainer's step for it (graphed if asked and possible), time it on
+    `batches` resident batches of images."""
+    sync(device)
+    clock = time.perf_counter()
+    training, order = resident_training(cfg.replace(cuda_graph=graph), device, batches)
     setup_s = time.perf_counter() - clock
     clock = time.perf_counter()
     for i in range(steps):
@@ -88,16 +105,13 @@ def main(argv=None) -> None:
     device = setup(args)
     size = SIZES[args.size]
     rows, notes = [], []
-    for dataset, filters in size["models"]:
-        cfg = make_config(
-            {"dataset": dataset, "filters": filters, "batch_size": size["batch_size"]}
-        )
+    for cfg in model_configs(size):
         eager = time_steps(cfg, device, size["steps"], graph=False)
         graphed = time_steps(cfg, device, size["steps"], graph=True)
         if graphed.fallback_error:
-            notes.append(f"{dataset} f={filters}: no graph ({graphed.fallback_error})")
+            notes.append(f"{cfg.dataset} f={cfg.filters}: no graph ({graphed.fallback_error})")
         rows.append(
-            [dataset, filters, eager.step_s * 1e3, graphed.step_s * 1e3, graphed.kind]
+            [cfg.dataset, cfg.filters, eager.step_s * 1e3, graphed.step_s * 1e3, graphed.kind]
             + [eager.step_s / graphed.step_s, trial_train_s(cfg, eager)]
             + [trial_train_s(cfg, graphed), graphed.setup_s]
         )
@@ -107,7 +121,7 @@ def main(argv=None) -> None:
         + ["100-epoch train s, eager", "graphed", "graph setup s"],
         rows,
         [
-            f"Depth 1, latent 128, batch {size['batch_size']}, {TrialConfig().precision}, "
+            f"Depth 1, latent 128, batch {cfg.batch_size}, {cfg.precision}, "
             f"{'channels_last, cuDNN autotuning, fused Adam' if device.type == 'cuda' else 'CPU'};"
             f" {size['steps']} timed steps after one warm-up pass over {RESIDENT_BATCHES} batches.",
             "100-epoch train s: epochs x steps an epoch of the real training set x ms/step, plus "

@@ -7,6 +7,8 @@ in its row.
                                                     # (target: <= 120 s)
     python -m benchmarks.trial_phases --size paper --filters 128 32   # and a 32-filter trial
                                                                       # (target: <= 45 s)
+    python -m benchmarks.trial_phases --size paper --filters 128 32 --epochs 10  # the same, its
+                        # train phase timed for 10 epochs and scaled to 100 for the targets
 
 --size paper reads CIFAR-10 from $DAE_DATA_ROOT where it is; otherwise it writes 50,000 + 10,000
 32x32 patches of photographs (trainables.testing.natural_images) in the official file format to a
@@ -33,6 +35,7 @@ from trainables.trial import EVAL_PHASES, run_trial, subset
 SIZES = {"cpu": {"dataset": "digits", "epochs": 10}, "paper": {"dataset": "cifar10"}}
 PHASES = ("train", *EVAL_PHASES)
 TARGET_S = {128: 120, 32: 45}  # issue 11: one CIFAR-10 trial on one H100/H200, by filters
+PAPER_EPOCHS = 100
 CIFAR10_TRAIN = 50_000
 CIFAR10_TEST = 10_000
 
@@ -106,11 +109,18 @@ def report(row: dict, notes: list[str], paper: bool) -> None:
     ]
     target = TARGET_S.get(row["filters"])
     if paper and target:
-        verdict = "met" if row["wall_s"] <= target else "NOT met"
-        if row["epochs"] != 100:
-            verdict = "needs 100 epochs"
+        # fewer epochs (--epochs): the train phase scaled to the paper's, its setup and first
+        # epoch's autotuning with it (an upper bound); the evaluation does not depend on epochs
+        wall = row["wall_s"] + row["train_s"] * (PAPER_EPOCHS / row["epochs"] - 1)
+        how = (
+            ""
+            if row["epochs"] == PAPER_EPOCHS
+            else f", its train phase scaled from {row['epochs']}"
+        )
+        verdict = "met" if wall <= target else "NOT met"
         notes.append(
-            f"Target: this trial in <= {target} s on one H100/H200: {verdict} on {row['device']}."
+            f"Target: this trial in <= {target} s on one H100/H200: {wall:.0f} s at "
+            f"{PAPER_EPOCHS} epochs{how}: {verdict} on {row['device']}."
         )
     print_table(
         f"One trial at {row['filters']} filters, seconds per phase",
@@ -123,7 +133,7 @@ def report(row: dict, notes: list[str], paper: bool) -> None:
 def main(argv=None) -> None:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument(
-        "--epochs", type=int, help="fewer epochs for a quick look (the target is for 100)"
+        "--epochs", type=int, help="fewer epochs (the targets then scale the train phase to 100)"
     )
     parser.add_argument(
         "--filters", type=int, nargs="+", help="one trial per filter count, in this order"

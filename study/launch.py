@@ -33,6 +33,10 @@ Custom grids without editing code:
                     --grid, e.g. [{"dataset": "digits", "latent": 8},
                                   {"dataset": "digits", "latent": 16, "model": "vae"}];
                     rows are tagged with the file's stem as their grid name
+
+torch.compile: --compile sets every trial's `compile`; auto (the default) compiles a trial where
+study/resources.py's measurements say its steps repay the compiling, and only where trials get
+GPUs (--dry-run lists them).
 """
 
 import argparse
@@ -59,7 +63,7 @@ import torch
 from analysis.results import usable
 from study import grids, layout, status
 from study.mirror import Mirror, MirroredStore
-from study.resources import gpu_fraction
+from study.resources import compile_pays, gpu_fraction
 from study.store import FINISHED, ResultStore, check_usable, survey
 from trainables import curves, data, features
 from trainables.config import TrialConfig
@@ -207,6 +211,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-concurrent", type=int, help="at most N trials at once (default: as resources allow)"
     )
     parser.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="torch.compile each trial's training step: auto where study/resources.py's "
+        "measurements say it pays (default), on, off",
+    )
+    parser.add_argument(
         "--rerun-diverged",
         action="store_true",
         help="run trials stored as diverged again (default: keep them)",
@@ -254,6 +265,8 @@ def _plan(args: argparse.Namespace) -> list[TrialConfig]:
         )
         if value
     }
+    if "compile" in dict(args.overrides):
+        raise BadInput("--set compile: --compile auto|on|off decides it for every trial")
     grid = grids.from_file(args.grid_file) if args.grid_file else grids.named_grid(args.grid)
     args.grid = grid.name  # the tag every row carries
     trials = grids.expand(grid, args.seeds, runtime, dict(args.overrides))[: args.limit]
@@ -283,7 +296,22 @@ def _plan(args: argparse.Namespace) -> list[TrialConfig]:
             )
     else:
         _check_local_resources(args, trials)
-    return trials
+    return _with_compile(args, trials)
+
+
+def _with_compile(args: argparse.Namespace, trials: list[TrialConfig]) -> list[TrialConfig]:
+    """Each trial's `compile` as --compile says. auto needs GPUs for the trials (this machine's,
+    or a cluster's with --address, whose nodes are not known yet)."""
+    if args.compile != "auto":
+        decisions = [args.compile == "on"] * len(trials)
+    elif args.gpus_per_trial != 0 and (args.address or torch.cuda.device_count() > 0):
+        decisions = compile_pays(trials, nodes=None if args.address else 1)
+    else:
+        decisions = [False] * len(trials)
+    return [
+        dataclasses.replace(cfg, compile=compiled)
+        for cfg, compiled in zip(trials, decisions, strict=True)
+    ]
 
 
 def _absolute(path: str) -> str:
@@ -393,6 +421,10 @@ def _print_plan(args: argparse.Namespace, trials: list[TrialConfig], done: set[s
         latents = sorted({cfg.latent for cfg in curve})
         label = curves.label(curve[0].science())
         print(f"  {label:48s} {len(latents):3d} latents: {' '.join(map(str, latents))}")
+    compiled = Counter(curves.label(cfg.science()) for cfg in trials if cfg.compile)
+    print(f"torch.compile (--compile {args.compile}): {compiled.total()} of {len(trials)} trials")
+    for label, count in compiled.items():
+        print(f"  {label:48s} {count:3d} trials")
     print(f"{len(trials) - todo} already done in {Path(args.results).absolute()}, {todo} to run")
     if args.search:
         searches = len(grouped) * args.seeds

@@ -19,6 +19,7 @@ one).
 
 import functools
 import math
+import os
 import random
 import time
 import warnings
@@ -35,6 +36,7 @@ from trainables.cuda_graph import EagerStep, adam, batch_loss, training_step
 from trainables.models import AutoEncoder
 
 WARMUP_EPOCHS = 1
+INDUCTOR_CACHE = "inductor"  # under the cache folder (config cache_dir): each node keeps its own
 PLAIN_CUDA_WORKERS = 4  # the plain loop done right on a GPU node: worker processes, pinned memory
 
 # One call = one epoch's shuffled batches: indices into the resident images (fast loop), or the
@@ -174,7 +176,8 @@ def _make_step(
         optimizer.load_state_dict({"state": optimizer_state["state"], "param_groups": groups})
     beta = cfg.beta if cfg.model == "vae" else 0.0
     loss_of = batch_loss(model, beta, cfg.precision == "bf16", cfg.bce_reduction)
-    if cfg.compile:
+    if cfg.compile:  # Inductor reads its cache folder from the environment at each compilation
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cfg.cache_path / INDUCTOR_CACHE)
         torch.compiler.reset()  # a worker runs many trials: old graphs would fill dynamo's cache
         loss_of = torch.compile(loss_of, dynamic=False)  # one graph per batch length
     graph = fast_cuda and cfg.cuda_graph
