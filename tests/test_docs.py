@@ -172,3 +172,19 @@ def test_the_store_page_lists_every_column_of_a_row():
     named = {name for cell in first_cells for name in re.findall(r"`(\w+)`", cell)}
     assert named - set(RESULT_COLUMNS) == set()  # no column the row does not have
     assert set(RESULT_COLUMNS) - set(CONFIG_COLUMNS) - named == set()  # and every other one
+
+
+def test_the_code_names_only_docs_pages_that_exist():
+    """A comment or docstring that sends a reader to docs/<page>.md names a page that is there (and
+    none sends them to a section of the README, which is a quick start only)."""
+    code = [path for path in REPO.glob("*/*.py") if path.parts[-2] != ".venv"]
+    named = {
+        (path, page) for path in code for page in re.findall(r"docs/([\w-]+\.md)", path.read_text())
+    }
+    assert {page for _, page in named} and all(
+        (REPO / "docs" / page).is_file() for _, page in named
+    )
+    sections = [
+        path for path in code if re.search(r"README[,.]? \(?\"|README, \"", path.read_text())
+    ]
+    assert not sections, f"these send the reader to a README section: {sections}"

@@ -217,7 +217,7 @@ def test_decoder_width_changes_only_the_decoders_start(dataset):
 
 # (dataset, filters) -> encoder, decoder at 8x8x1024, decoder at 8x8x8f; depth 1, latent 16. The
 # paper's CIFAR-10 decoders hold 3e6 to 3e7: the fixed reading is inside at 32 and 256 filters,
-# 8x8x8f outside at both (README, "Architecture").
+# 8x8x8f outside at both (docs/readings.md, "Architecture").
 PARAMETER_COUNTS = {
     ("cifar10", 32): (707_504, 3_345_987, 937_539),
     ("cifar10", 256): (44_195_088, 26_309_123, 44_200_451),
@@ -229,7 +229,7 @@ PARAMETER_COUNTS = {
 
 @pytest.mark.parametrize(("dataset", "filters"), list(PARAMETER_COUNTS))
 def test_parameter_counts_of_both_decoder_readings(dataset, filters):
-    """The README's table. The readings differ by the linear layer's (latent + 1) x 64 outputs per
+    """docs/readings.md's table. The readings differ by the linear layer's (latent + 1) x 64 outputs per
     start channel and the first transposed conv's 4f x k x k weights per input channel."""
     counts = {}
     for width in ("1024", "8f"):

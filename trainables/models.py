@@ -3,7 +3,7 @@
 Reading order: Encoder, Decoder, AutoEncoder, build_model. Shapes are for CIFAR-10 (3x32x32) with f
 filters; CelebA (3x64x64) has 5x5 kernels, a 4x4 map before the latent and one more decoder stage.
 
-Choices where the paper is silent (see README, "Architecture" and "Choices"):
+Choices where the paper is silent (docs/readings.md gives the evidence for each):
 - config `decoder_width`: the decoder's linear layer maps to 8x8x1024 as the reference RAE code's
   Dense(8*8*1024) does ("1024"), or to 8x8x8f ("8f"); the two agree at f=128;
 - depth d repeats each encoder stage's conv d times, the stride-2 conv last; decoder stages mirror
