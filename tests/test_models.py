@@ -229,8 +229,9 @@ PARAMETER_COUNTS = {
 
 @pytest.mark.parametrize(("dataset", "filters"), list(PARAMETER_COUNTS))
 def test_parameter_counts_of_both_decoder_readings(dataset, filters):
-    """docs/readings.md's table. The readings differ by the linear layer's (latent + 1) x 64 outputs per
-    start channel and the first transposed conv's 4f x k x k weights per input channel."""
+    """docs/readings.md's table. The readings differ by the linear layer's (latent + 1) x 64
+    outputs per start channel and the first transposed conv's 4f x k x k weights per input
+    channel."""
     counts = {}
     for width in ("1024", "8f"):
         with torch.device("meta"):  # shapes only: the 256-filter models hold 7e7 parameters
